@@ -1,0 +1,1 @@
+"""All I/O: the codex runner, workspaces (git), and database records."""

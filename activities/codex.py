@@ -1,0 +1,287 @@
+"""The codex runner: one ``codex exec`` run as a durable, cancellable, heartbeating activity.
+
+Contract (see design.md): the native binary, stdin ``/dev/null``, its own process group, a private
+``CODEX_HOME``, an environment without secrets codex does not need, ``--json`` events parsed as they
+arrive, heartbeats with progress, SIGTERM then SIGKILL on cancel or timeout, and a retry that first
+restores the workspace to the task's starting checkpoint so two attempts never stack their edits.
+The full JSONL output is written next to the worker, never into workflow history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.codex_events import (
+    CodexEvent,
+    ErrorEvent,
+    ItemEvent,
+    ThreadStarted,
+    TurnCompleted,
+    TurnFailed,
+    describe,
+    parse_line,
+)
+from activities.workspace import changed_files, checkpoint, resolve_workspace, restore
+from config import PROJECT_ROOT, Settings
+from workflows.types import CodexResult, CodexTaskInput, TokenUsage
+
+__all__ = ["CodexRunner", "codex_command", "codex_env", "find_codex_binary"]
+
+# Environment variables codex may see; everything else (API keys, tokens, cloud credentials) stays out.
+_PASSTHROUGH_ENV = (
+    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+)  # fmt: skip
+_PROVIDER_KEY_ENV = "CODEXFLOW_PROVIDER_API_KEY"
+_MAX_LINE = 64 * 1024 * 1024  # command output arrives inside one JSON line; allow it to be large
+_STDERR_TAIL = 4000
+
+
+def find_codex_binary(settings: Settings) -> Path:
+    """``CODEXFLOW_CODEX_BIN``, else the native binary npm installed here, else ``codex`` on PATH."""
+    if settings.codex_bin:
+        candidates = [Path(settings.codex_bin).expanduser()]
+        hint = f"CODEXFLOW_CODEX_BIN={settings.codex_bin} is not an executable file"
+    else:
+        candidates = sorted(PROJECT_ROOT.glob("node_modules/@openai/codex-*/vendor/*/bin/codex"))
+        candidates += [Path(p) for p in [shutil.which("codex")] if p]
+        hint = "run `npm ci` in the codexflow directory (it installs @openai/codex)"
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path.resolve()
+    raise ApplicationError(
+        f"codex binary not found: {hint}, or set CODEXFLOW_CODEX_BIN to the codex executable",
+        type="CodexNotInstalled",
+        non_retryable=True,
+    )
+
+
+def codex_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in _PASSTHROUGH_ENV}
+    env.update(CODEX_HOME=str(settings.codex_home.resolve()), NO_COLOR="1", TERM="dumb")
+    key = settings.codex_api_key.get_secret_value() if settings.codex_api_key else None
+    if settings.codex_base_url:
+        env[_PROVIDER_KEY_ENV] = key or "unused"
+    elif key:
+        env["CODEX_API_KEY"] = key
+    return env
+
+
+def codex_command(
+    settings: Settings, binary: Path, input: CodexTaskInput, workspace: Path, last_message: Path
+) -> list[str]:
+    cmd = [str(binary), "exec", "--json", "--skip-git-repo-check", "-C", str(workspace)]
+    cmd += ["-s", input.sandbox or settings.codex_sandbox]
+    if model := input.model or settings.codex_model:
+        cmd += ["-m", model]
+    if settings.codex_base_url:
+        provider = (
+            '{name="codexflow",wire_api="responses",'
+            f'base_url="{settings.codex_base_url}",env_key="{_PROVIDER_KEY_ENV}"}}'
+        )
+        cmd += ["-c", 'model_provider="codexflow"', "-c", f"model_providers.codexflow={provider}"]
+    # Commands codex runs get only a core environment, and nothing phones home.
+    cmd += ["-c", 'shell_environment_policy.inherit="core"', "-c", "analytics.enabled=false"]
+    cmd += ["--disable", "plugins", "-o", str(last_message), "--", input.prompt]
+    return cmd
+
+
+def _die_with_parent() -> None:
+    # If the worker is killed -9, the kernel sends codex SIGTERM instead of leaving it running.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class CodexRunner:
+    """Runs codex tasks; one instance per worker, holding its settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @activity.defn(name="run_codex_task")
+    async def run(self, input: CodexTaskInput) -> CodexResult:
+        if not input.prompt.strip():
+            raise ApplicationError(
+                "empty prompt: tell codex what to do", type="InvalidInput", non_retryable=True
+            )
+        workspace = resolve_workspace(self.settings, input.workspace)
+        binary = find_codex_binary(self.settings)
+        info = activity.info()
+        previous = info.heartbeat_details[0] if info.heartbeat_details else {}
+        base = input.base_commit or previous.get("base_commit")
+        if base and info.attempt > 1:
+            await restore(workspace, base)
+        if not base:
+            base = (
+                await checkpoint(workspace, f"codexflow: before codex task {input.task_id}")
+            ).commit
+        progress = _Progress(base_commit=base, attempt=info.attempt)
+        activity.heartbeat(progress.details())
+        return await self._execute(input, workspace, binary, progress)
+
+    async def _execute(
+        self, input: CodexTaskInput, workspace: Path, binary: Path, progress: _Progress
+    ) -> CodexResult:
+        out_dir = (self.settings.codex_output_dir / input.task_id).resolve()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.codex_home.resolve().mkdir(parents=True, exist_ok=True)
+        output_path = out_dir / f"attempt-{progress.attempt}.jsonl"
+        last_message = out_dir / f"attempt-{progress.attempt}.last-message.txt"
+        last_message.unlink(missing_ok=True)
+        timeout = input.timeout_s or self.settings.codex_timeout_s
+
+        started = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            *codex_command(self.settings, binary, input, workspace, last_message),
+            cwd=workspace,
+            env=codex_env(self.settings),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            limit=_MAX_LINE,
+        )
+        progress.pid = proc.pid
+        activity.heartbeat(progress.details())
+        stderr_tail: deque[str] = deque(maxlen=50)
+        try:
+            async with asyncio.timeout(timeout):
+                with output_path.open("w", encoding="utf-8", buffering=1) as sink:
+                    await asyncio.gather(
+                        self._read_events(proc, sink, progress),
+                        _read_lines(proc.stderr, stderr_tail.append),
+                        _heartbeat_while(proc, progress),
+                    )
+                    await proc.wait()
+        except TimeoutError:
+            await _terminate(proc, self.settings.codex_kill_grace_s)
+            raise ApplicationError(
+                f"codex did not finish within {timeout:g}s (CODEXFLOW_CODEX_TIMEOUT_S)",
+                type="CodexTimeout",
+            ) from None
+        except BaseException:  # cancellation, worker shutdown: never leave codex running
+            await _terminate(proc, self.settings.codex_kill_grace_s)
+            raise
+
+        final = last_message.read_text(errors="replace").strip() if last_message.exists() else ""
+        exit_code = proc.returncode if proc.returncode is not None else -1
+        error = progress.error or ("".join(stderr_tail)[-_STDERR_TAIL:].strip() or None)
+        result = CodexResult(
+            task_id=input.task_id,
+            attempt=progress.attempt,
+            exit_code=exit_code,
+            success=exit_code == 0 and not progress.failed,
+            final_message=final or progress.last_message,
+            error=None if exit_code == 0 and not progress.failed else error,
+            changed_files=await changed_files(workspace, progress.base_commit),
+            usage=progress.usage,
+            duration_s=round(time.monotonic() - started, 3),
+            thread_id=progress.thread_id,
+            events=progress.events,
+            output_tail=progress.tail(self.settings.tool_output_max_chars),
+            output_path=str(output_path),
+        )
+        if not result.success:
+            raise ApplicationError(
+                f"codex failed (exit {exit_code}): {result.error or 'no error message'}",
+                result.model_dump(),
+                type="CodexFailed",
+            )
+        return result
+
+    async def _read_events(
+        self, proc: asyncio.subprocess.Process, sink, progress: _Progress
+    ) -> None:
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            text = line.decode("utf-8", errors="replace")
+            sink.write(text if text.endswith("\n") else text + "\n")
+            if (event := parse_line(text)) is not None:
+                progress.observe(event)
+
+
+class _Progress:
+    """What the runner has learned so far; heartbeated so a retry knows where it started."""
+
+    def __init__(self, base_commit: str, attempt: int) -> None:
+        self.base_commit = base_commit
+        self.attempt = attempt
+        self.pid: int | None = None
+        self.events = 0
+        self.thread_id: str | None = None
+        self.usage = TokenUsage()
+        self.last_message = ""
+        self.error: str | None = None
+        self.failed = False
+        self._tail: deque[str] = deque(maxlen=40)
+
+    def observe(self, event: CodexEvent) -> None:
+        self.events += 1
+        match event:
+            case ThreadStarted(thread_id=thread_id):
+                self.thread_id = thread_id
+            case TurnCompleted(usage=usage):
+                self.usage = self.usage + usage
+            case TurnFailed(message=message) | ErrorEvent(message=message):
+                self.failed = isinstance(event, TurnFailed) or self.failed
+                self.error = message
+            case ItemEvent(kind="item.completed", item_type="agent_message", item=item):
+                self.last_message = str(item.get("text", ""))
+        if line := describe(event):
+            self._tail.append(line)
+
+    def tail(self, limit: int) -> str:
+        text = "\n".join(self._tail)
+        return text if len(text) <= limit else "…" + text[-limit:]
+
+    def details(self) -> dict:
+        return {
+            "base_commit": self.base_commit,
+            "pid": self.pid,
+            "events": self.events,
+            "thread_id": self.thread_id,
+        }
+
+
+async def _read_lines(stream: asyncio.StreamReader | None, emit: Callable[[str], object]) -> None:
+    assert stream is not None
+    while line := await stream.readline():
+        emit(line.decode("utf-8", errors="replace"))
+
+
+async def _heartbeat_while(proc: asyncio.subprocess.Process, progress: _Progress) -> None:
+    # The SDK throttles what it sends; beating every second keeps silent stretches covered.
+    while proc.returncode is None:
+        activity.heartbeat(progress.details())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), timeout=1.0)
+
+
+async def _terminate(proc: asyncio.subprocess.Process, grace_s: float) -> None:
+    """SIGTERM the whole process group, SIGKILL it after ``grace_s``; reap codex."""
+    _signal_group(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(proc.wait()), timeout=grace_s)
+    # Whatever is left in the group (codex ignoring TERM, or children it spawned) is killed.
+    _signal_group(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(proc.wait()), timeout=5)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

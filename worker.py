@@ -1,0 +1,113 @@
+"""The codexflow worker: registers workflows and activities with the OpenAI Agents plugin.
+
+``python worker.py`` (or ``codexflow worker``) runs it until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+
+from agents import Model, ModelProvider, set_tracing_disabled
+from agents.models.openai_provider import OpenAIProvider
+from openai import AsyncOpenAI
+from temporalio.client import Client
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.openai_agents import ModelActivityParameters, OpenAIAgentsPlugin
+from temporalio.worker import Worker
+
+from activities.codex import CodexRunner
+from activities.workspace import WorkspaceActivities
+from config import Settings, get_settings
+from workflows.codex_task import CodexTaskWorkflow
+
+__all__ = ["agents_plugin", "build_worker", "connect", "main"]
+
+log = logging.getLogger("codexflow.worker")
+
+
+class _NoModelConfigured(ModelProvider):
+    """Stands in when no model is configured, so codex-only work runs and agents fail clearly."""
+
+    def get_model(self, model_name: str | None) -> Model:
+        raise ApplicationError(
+            "no model configured for the agents: set OPENAI_API_KEY, or CODEXFLOW_OPENAI_BASE_URL "
+            "for an OpenAI-compatible server",
+            type="ModelNotConfigured",
+            non_retryable=True,
+        )
+
+
+def model_provider(settings: Settings) -> ModelProvider:
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    if not key and not settings.openai_base_url:
+        return _NoModelConfigured()
+    # Temporal retries model calls as activities; the client must not retry on its own as well.
+    client = AsyncOpenAI(api_key=key or "unused", base_url=settings.openai_base_url, max_retries=0)
+    return OpenAIProvider(openai_client=client, use_responses=True)
+
+
+def agents_plugin(settings: Settings, provider: ModelProvider | None = None) -> OpenAIAgentsPlugin:
+    """The OpenAI Agents plugin: every model call becomes a retried, heartbeating activity."""
+    if not settings.openai_api_key or settings.openai_base_url:
+        # Traces would go to OpenAI: only with a real key talking to the real service.
+        set_tracing_disabled(True)
+    return OpenAIAgentsPlugin(
+        model_params=ModelActivityParameters(
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=2),
+                maximum_interval=timedelta(minutes=1),
+                maximum_attempts=5,
+            ),
+        ),
+        model_provider=provider or model_provider(settings),
+    )
+
+
+async def connect(settings: Settings, plugin: OpenAIAgentsPlugin | None = None) -> Client:
+    """A client with the agents plugin (its pydantic converter is needed to start workflows)."""
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        plugins=[plugin or agents_plugin(settings)],
+    )
+
+
+def build_worker(client: Client, settings: Settings, task_queue: str | None = None) -> Worker:
+    codex = CodexRunner(settings)
+    workspace = WorkspaceActivities(settings)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=[CodexTaskWorkflow],
+        activities=[codex.run, workspace.checkpoint, workspace.restore],
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def main(settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    client = await connect(settings)
+    worker = build_worker(client, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker on %s, task queue %s", settings.temporal_address, settings.task_queue)
+    async with worker:
+        await stop.wait()
+
+
+def run() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    run()

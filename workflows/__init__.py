@@ -1,0 +1,1 @@
+"""Deterministic workflow code and the types shared with activities and the API."""

@@ -1,0 +1,92 @@
+"""CodexTaskWorkflow: one durable codex task — checkpoint, run codex, checkpoint."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.types import (
+        Checkpoint,
+        CheckpointInput,
+        CodexResult,
+        CodexTaskInput,
+        CodexTaskOutcome,
+        CodexTaskRequest,
+        CodexTaskStatus,
+    )
+
+__all__ = ["CodexTaskWorkflow", "run_codex"]
+
+# Beyond codex's own timeout (enforced by the activity), the slack Temporal allows before it gives up.
+_DEFAULT_CODEX_TIMEOUT = timedelta(hours=2)
+_SLACK = timedelta(minutes=2)
+_GIT_TIMEOUT = timedelta(minutes=2)
+_GIT_RETRY = RetryPolicy(maximum_attempts=5)
+
+
+async def run_codex(
+    request: CodexTaskRequest, task_id: str, base_commit: str | None
+) -> CodexResult:
+    """The codex activity with timeouts, heartbeats and retries taken from the caller's request."""
+    timeout = timedelta(seconds=request.timeout_s) if request.timeout_s else _DEFAULT_CODEX_TIMEOUT
+    return await workflow.execute_activity(
+        "run_codex_task",
+        CodexTaskInput(**request.model_dump(), task_id=task_id, base_commit=base_commit),
+        result_type=CodexResult,
+        start_to_close_timeout=timeout + _SLACK,
+        heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),
+        retry_policy=RetryPolicy(
+            initial_interval=timedelta(seconds=1),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(minutes=1),
+            maximum_attempts=request.max_attempts,
+        ),
+        # Wait for codex to be stopped before the workflow reports itself cancelled.
+        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    )
+
+
+@workflow.defn
+class CodexTaskWorkflow:
+    def __init__(self) -> None:
+        self._status = CodexTaskStatus(task_id=workflow.info().workflow_id)
+
+    @workflow.run
+    async def run(self, request: CodexTaskRequest) -> CodexTaskOutcome:
+        before = await self._checkpoint(request.workspace, "codexflow: before codex task")
+        self._status.base_commit = before.commit
+        self._status.state = "running"
+        try:
+            result = await run_codex(request, self._status.task_id, before.commit)
+        except (asyncio.CancelledError, ActivityError) as err:
+            if is_cancelled_exception(err):
+                self._status.state = "cancelled"
+                raise
+            self._status.state = "failed"
+            self._status.error = (
+                str(err.cause or err) if isinstance(err, ActivityError) else str(err)
+            )
+            raise ApplicationError(f"codex task failed: {self._status.error}") from err
+        self._status.result = result
+        after = await self._checkpoint(request.workspace, "codexflow: after codex task")
+        self._status.checkpoint = after
+        self._status.state = "completed"
+        return CodexTaskOutcome(result=result, before=before, after=after)
+
+    @workflow.query
+    def status(self) -> CodexTaskStatus:
+        return self._status
+
+    async def _checkpoint(self, workspace: str, message: str) -> Checkpoint:
+        return await workflow.execute_activity(
+            "checkpoint_workspace",
+            CheckpointInput(workspace=workspace, message=f"{message} {self._status.task_id}"),
+            result_type=Checkpoint,
+            start_to_close_timeout=_GIT_TIMEOUT,
+            retry_policy=_GIT_RETRY,
+        )
