@@ -30,6 +30,7 @@ test: check
 
 bench: setup
 	$(BIN)/python bench/codex_overhead.py
+	$(BIN)/python bench/pipeline_overhead.py
 
 clean:
 	rm -rf .venv node_modules .codexflow

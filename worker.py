@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from datetime import timedelta
 
@@ -20,9 +21,12 @@ from temporalio.openai_agents import ModelActivityParameters, OpenAIAgentsPlugin
 from temporalio.worker import Worker
 
 from activities.codex import CodexRunner
+from activities.tools import AgentTools
 from activities.workspace import WorkspaceActivities
 from config import Settings, get_settings
+from workflows.chat import AgentChatWorkflow
 from workflows.codex_task import CodexTaskWorkflow
+from workflows.pipeline import PipelineWorkflow
 
 __all__ = ["agents_plugin", "build_worker", "connect", "main"]
 
@@ -55,6 +59,7 @@ def agents_plugin(settings: Settings, provider: ModelProvider | None = None) -> 
     if not settings.openai_api_key or settings.openai_base_url:
         # Traces would go to OpenAI: only with a real key talking to the real service.
         set_tracing_disabled(True)
+        os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
     return OpenAIAgentsPlugin(
         model_params=ModelActivityParameters(
             start_to_close_timeout=timedelta(minutes=5),
@@ -80,11 +85,21 @@ async def connect(settings: Settings, plugin: OpenAIAgentsPlugin | None = None) 
 def build_worker(client: Client, settings: Settings, task_queue: str | None = None) -> Worker:
     codex = CodexRunner(settings)
     workspace = WorkspaceActivities(settings)
+    tools = AgentTools(settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[CodexTaskWorkflow],
-        activities=[codex.run, workspace.checkpoint, workspace.restore],
+        workflows=[CodexTaskWorkflow, PipelineWorkflow, AgentChatWorkflow],
+        activities=[
+            codex.run,
+            workspace.checkpoint,
+            workspace.restore,
+            tools.read_file,
+            tools.list_files,
+            tools.read_agents_md,
+            tools.save_agents_md,
+            tools.read_workspace_text,
+        ],
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
 

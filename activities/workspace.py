@@ -38,6 +38,9 @@ _GIT_ENV = {
 }
 
 
+_EXCLUDED = ("__pycache__/", "*.pyc", ".pytest_cache/", ".mypy_cache/", "node_modules/", ".venv/")
+
+
 class PathNotAllowed(ValueError):
     """A user- or model-supplied path that would leave its workspace."""
 
@@ -93,13 +96,16 @@ async def create_workspace(path: Path) -> str:
     path.mkdir(parents=True, exist_ok=True)
     if not (path / ".git").exists():
         await git(path, "init", "-q", "-b", "main")
+        # Build litter stays out of checkpoints without touching the project's own .gitignore.
+        (path / ".git" / "info" / "exclude").write_text("\n".join(_EXCLUDED) + "\n")
         await git(path, "commit", "-q", "--allow-empty", "-m", "codexflow: workspace created")
     return (await git(path, "rev-parse", "HEAD")).strip()
 
 
-async def checkpoint(path: Path, message: str) -> Checkpoint:
-    """Commit everything in the workspace (a no-op when nothing changed)."""
-    before = (await git(path, "rev-parse", "HEAD")).strip()
+async def checkpoint(path: Path, message: str, since: str | None = None) -> Checkpoint:
+    """Commit everything in the workspace (a no-op when nothing changed); what changed is reported
+    relative to ``since`` (default: the previous commit)."""
+    before = since or (await git(path, "rev-parse", "HEAD")).strip()
     await git(path, "add", "-A")
     if (await git(path, "status", "--porcelain")).strip():
         await git(path, "commit", "-q", "-m", message)
@@ -147,7 +153,7 @@ class WorkspaceActivities:
 
     @activity.defn(name="checkpoint_workspace")
     async def checkpoint(self, input: CheckpointInput) -> Checkpoint:
-        return await checkpoint(self.workspace(input.workspace), input.message)
+        return await checkpoint(self.workspace(input.workspace), input.message, input.since)
 
     @activity.defn(name="restore_workspace")
     async def restore(self, input: RestoreInput) -> None:

@@ -11,7 +11,9 @@ from pydantic import SecretStr
 
 from config import PROJECT_ROOT, Settings
 
-__all__ = ["settings_env", "spawn_worker"]
+__all__ = ["FAKE_CODEX", "settings_env", "spawn_worker"]
+
+FAKE_CODEX = PROJECT_ROOT / "devkit" / "fake_codex.py"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

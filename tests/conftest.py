@@ -9,16 +9,24 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from activities.workspace import create_workspace
-from config import PROJECT_ROOT, Settings
+from config import Settings
+from devkit.processes import FAKE_CODEX
 from worker import agents_plugin, build_worker
+from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
 
 BIN = Path(sys.executable).parent
-FAKE_CODEX = PROJECT_ROOT / "devkit" / "fake_codex.py"
+
+
+SEARCH_ATTRIBUTE_ARGS = [
+    arg for key in SEARCH_ATTRIBUTES for arg in ("--search-attribute", f"{key.name}=Keyword")
+]
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +37,7 @@ async def temporal_dev() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_database_filename=None,
         ui=False,
         plugins=[agents_plugin(Settings())],
+        dev_server_extra_args=SEARCH_ATTRIBUTE_ARGS,
     )
     yield env
     await env.shutdown()
@@ -39,6 +48,15 @@ async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(BIN / "temporal-test-server"),
         plugins=[agents_plugin(Settings())],
+    )
+    # The test server has no start-up flag for custom search attributes; register them here.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SEARCH_ATTRIBUTES
+            },
+        )
     )
     yield env
     await env.shutdown()

@@ -10,6 +10,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from crew.prompts import codex_result_for_model
     from workflows.types import (
         Checkpoint,
         CheckpointInput,
@@ -20,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
         CodexTaskStatus,
     )
 
-__all__ = ["CodexTaskWorkflow", "run_codex"]
+__all__ = ["CodexTaskWorkflow", "codex_for_agent", "innermost_reason", "run_codex"]
 
 # Beyond codex's own timeout (enforced by the activity), the slack Temporal allows before it gives up.
 _DEFAULT_CODEX_TIMEOUT = timedelta(hours=2)
@@ -49,6 +50,29 @@ async def run_codex(
         # Wait for codex to be stopped before the workflow reports itself cancelled.
         cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     )
+
+
+async def codex_for_agent(
+    request: CodexTaskRequest, task_id: str
+) -> tuple[str, CodexResult | None]:
+    """An agent's run_codex call: the text the model sees, and codex's result (None if it failed).
+
+    A codex failure that survived its retries becomes text the model can act on; cancellation passes.
+    """
+    try:
+        result = await run_codex(request, task_id, base_commit=None)
+    except ActivityError as err:
+        if is_cancelled_exception(err):
+            raise
+        return f"codex failed after retries: {innermost_reason(err)}", None
+    return codex_result_for_model(result), result
+
+
+def innermost_reason(err: BaseException) -> str:
+    """The innermost message of an error chain (activity → application error → cause)."""
+    while (cause := getattr(err, "cause", None) or err.__cause__) is not None:
+        err = cause
+    return str(err) or type(err).__name__
 
 
 @workflow.defn

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
 from pydantic import BaseModel, Field
 
 from config import Sandbox
+from crew.reports import BuildReport, PlanReport, QAReport, ReadinessReport
+from crew.roles import Role
 
 
 class Checkpoint(BaseModel):
@@ -19,6 +25,7 @@ class Checkpoint(BaseModel):
 class CheckpointInput(BaseModel):
     workspace: str
     message: str
+    since: str | None = None  # report changes since this commit (default: the previous one)
 
 
 class RestoreInput(BaseModel):
@@ -101,3 +108,171 @@ class CodexTaskOutcome(BaseModel):
     result: CodexResult
     before: Checkpoint
     after: Checkpoint
+
+
+class SessionCtx(BaseModel):
+    """The run context of an agent: binds its tools to the session's workspace."""
+
+    session_id: str
+    project_id: str
+    workspace: str
+    role: str
+    iteration: int = 1
+
+
+class ReadTextInput(BaseModel):
+    workspace: str
+    path: str
+    max_chars: int = Field(default=200_000, gt=0)
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+
+
+class PipelineOptions(BaseModel):
+    """How a pipeline run behaves; every field has a sensible default."""
+
+    gates: list[Role] = Field(
+        default_factory=list, description="stages that wait for a human review"
+    )
+    max_repair_loops: int = Field(default=2, ge=0, le=10)
+    agent_model: str = "gpt-5.5"
+    codex_model: str | None = None
+    codex_sandbox: Sandbox | None = None
+    codex_timeout_s: float | None = Field(default=None, gt=0)
+    codex_heartbeat_s: float = Field(default=10, gt=0)
+    token_budget: int | None = Field(default=None, gt=0, description="pause for review past this")
+    review_timeout_s: float = Field(default=7 * 24 * 3600, gt=0)
+    on_review_timeout: Literal["fail", "approve"] = "fail"
+    max_agent_turns: int = Field(default=40, ge=2, le=200)
+
+
+class PipelineInput(BaseModel):
+    session_id: str
+    project_id: str
+    workspace: str
+    user_request: str = Field(min_length=1)
+    options: PipelineOptions = Field(default_factory=PipelineOptions)
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"
+    REQUEST_CHANGES = "request_changes"
+    REJECT = "reject"
+
+
+BUDGET = "budget"  # the review stage a budget pause waits on
+
+
+class Review(BaseModel):
+    """A human's review of a gated stage (or of a budget pause: stage ``budget``)."""
+
+    stage: str
+    decision: Decision
+    feedback: str = ""
+
+
+class ReviewSignal(BaseModel):
+    """The payload of the ``approve`` / ``request_changes`` / ``reject`` signals."""
+
+    stage: str
+    feedback: str = ""
+
+
+class AwaitingReview(BaseModel):
+    stage: str
+    reason: Literal["gate", "budget"]
+    since: datetime
+
+
+StageReport = PlanReport | BuildReport | QAReport | ReadinessReport
+
+
+class StageRecord(BaseModel):
+    """One finished stage iteration."""
+
+    stage: Role
+    iteration: int
+    report: StageReport
+    checkpoint: Checkpoint
+    model_usage: TokenUsage
+    codex_tasks: int
+    feedback: str | None = None
+
+
+class PipelineUsage(BaseModel):
+    model: TokenUsage = Field(default_factory=TokenUsage)
+    codex: TokenUsage = Field(default_factory=TokenUsage)
+
+    @property
+    def total(self) -> int:
+        return self.model.total + self.codex.total
+
+
+class PipelineStatus(BaseModel):
+    """What the ``status`` query answers."""
+
+    session_id: str
+    state: Literal["running", "waiting_for_review", "completed", "failed", "cancelled"]
+    stage: Role | None
+    iteration: int
+    awaiting: AwaitingReview | None
+    stages: list[StageRecord]
+    codex_tasks: int
+    usage: PipelineUsage
+    tokens_used: int
+    token_budget: int | None
+
+
+Outcome = Literal["approved", "needs_work", "qa_failed", "rejected"]
+
+
+class PipelineResult(BaseModel):
+    session_id: str
+    outcome: Outcome
+    summary: str
+    agents_md: str | None
+    stages: list[StageRecord]
+    usage: PipelineUsage
+    codex_tasks: int
+
+
+# --- single-agent chat --------------------------------------------------------------------------
+
+
+class ChatInput(BaseModel):
+    project_id: str
+    role: Role
+    workspace: str
+    agent_model: str = "gpt-5.5"
+    history: list[dict[str, Any]] = Field(default_factory=list)  # the agents SDK's input items
+    turns: int = Field(default=0, ge=0)  # turns taken by earlier runs of this chat
+    max_turns_per_run: int = Field(default=20, ge=1)
+    idle_timeout_s: float = Field(default=24 * 3600, gt=0)
+    codex_heartbeat_s: float = Field(default=10, gt=0)
+    max_agent_turns: int = Field(default=40, ge=2, le=200)  # model calls within one chat turn
+
+
+class ChatMessage(BaseModel):
+    message: str = Field(min_length=1)
+
+
+class ChatReply(BaseModel):
+    role: Role
+    response: str
+    turn: int
+
+
+ChatState = Literal["open", "continuing", "closed", "cancelled"]
+
+
+class ChatStatus(BaseModel):
+    """What the ``status`` query answers, and what a finished chat returns."""
+
+    project_id: str
+    role: Role
+    state: ChatState
+    turns: int
+    history_items: int
+    busy: bool = False  # a turn is running or waiting to run
+    closed_reason: str | None = None

@@ -1,0 +1,1 @@
+"""The four roles: instructions, codex prompt templates, output types, and which tools each gets."""

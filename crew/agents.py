@@ -1,0 +1,69 @@
+"""Each role as an OpenAI Agents SDK agent, with the tools it gets.
+
+Workspace tools are activities (``activity_as_tool``) bound to the session by the run context.
+``run_codex`` is given by the caller: the pipeline runs it as a workflow-side tool so it can count
+codex tasks, tally their tokens against the budget and turn a failed codex run into text the
+model can act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from agents import Agent, FunctionTool, RunContextWrapper, Tool, function_tool
+from temporalio.common import RetryPolicy
+from temporalio.openai_agents.workflow import activity_as_tool
+
+from activities.tools import AgentTools
+from crew.roles import ROLES, Role
+from workflows.types import SessionCtx
+
+__all__ = ["CodexInvoker", "build_agent"]
+
+CodexInvoker = Callable[[RunContextWrapper[SessionCtx], str], Awaitable[str]]
+
+_CHAT_MODE = """
+
+CHAT MODE: you are talking with a person directly, outside a pipeline run. Answer in plain text
+(markdown is fine) instead of a report; use your tools when the question needs them."""
+
+_TOOL_OPTIONS = {
+    "start_to_close_timeout": timedelta(seconds=60),
+    "retry_policy": RetryPolicy(maximum_attempts=3),
+}
+
+
+def _workspace_tools(role: Role) -> list[Tool]:
+    tools = [AgentTools.read_file, AgentTools.list_files, AgentTools.read_agents_md]
+    if role is Role.PLANNER:
+        tools.append(AgentTools.save_agents_md)
+    return [activity_as_tool(fn, **_TOOL_OPTIONS) for fn in tools]  # type: ignore[arg-type]
+
+
+def _codex_tool(invoke: CodexInvoker) -> FunctionTool:
+    async def run_codex(ctx: RunContextWrapper[SessionCtx], prompt: str) -> str:
+        """Have codex carry out one focused task in the project workspace: edit files, run commands.
+
+        Args:
+            prompt: complete instructions for codex: exact file paths, expected behaviour, and how
+                to verify the result.
+        """
+        return await invoke(ctx, prompt)
+
+    # Errors propagate: the pipeline decides what the model sees (and cancellation must pass).
+    return function_tool(run_codex, failure_error_function=None)
+
+
+def build_agent(role: Role, model: str, run_codex: CodexInvoker, *, chat: bool = False) -> Agent:
+    """The role's agent; ``chat`` agents answer in free text instead of a typed report."""
+    spec = ROLES[role]
+    instructions = spec.instructions + (_CHAT_MODE if chat else "")
+    return Agent[SessionCtx](
+        name=spec.name,
+        instructions=instructions,
+        handoff_description=spec.handoff_description,
+        model=model,
+        tools=[_codex_tool(run_codex), *_workspace_tools(role)],
+        output_type=None if chat else spec.output_type,
+    )

@@ -1,0 +1,72 @@
+"""What each stage's agent is told: the request, earlier stages' reports, and what to fix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from crew.roles import Role
+from workflows.types import CodexResult, StageRecord
+
+__all__ = ["codex_result_for_model", "stage_input"]
+
+_REPORT_CHARS = 1500  # per earlier stage, so inputs stay small however long the run
+
+_TASKS = {
+    Role.PLANNER: "Analyse the request, look at the workspace, then write and save AGENTS.md.",
+    Role.BUILDER: "Read AGENTS.md, then implement its steps in order, one run_codex call per step, "
+    "checking each result.",
+    Role.QA_QC: "Verify the build against AGENTS.md's acceptance criteria: have codex run the tests, "
+    "fix small problems, and report PASS or FAIL.",
+    Role.PROD_READY: "Check production readiness (requirements, tests, security, error handling, "
+    "logging, docs, configuration) and give the final verdict.",
+}
+
+
+def stage_input(
+    role: Role,
+    iteration: int,
+    user_request: str,
+    history: Sequence[StageRecord],
+    fix: Sequence[str] = (),
+    feedback: str | None = None,
+) -> str:
+    parts = [f"STAGE: {role.value} #{iteration}", f"USER REQUEST:\n{user_request}"]
+    if history:
+        lines = [_summary(record) for record in history]
+        parts.append("PREVIOUS STAGES (oldest first):\n" + "\n".join(lines))
+    if fix:
+        parts.append(
+            "ISSUES TO FIX:\n" + "\n".join(f"{i}. {issue}" for i, issue in enumerate(fix, 1))
+        )
+    if feedback:
+        parts.append(f"REVIEWER FEEDBACK (address it in this attempt):\n{feedback}")
+    parts.append(f"YOUR TASK: {_TASKS[role]}")
+    return "\n\n".join(parts)
+
+
+def _summary(record: StageRecord) -> str:
+    report = record.report
+    verdict = getattr(report, "verdict", None)
+    head = f"- {record.stage.value} #{record.iteration}" + (f" [{verdict}]" if verdict else "")
+    details = [report.summary]
+    for label in ("issues", "blocking"):
+        if items := getattr(report, label, None):
+            details.append(f"{label}: " + "; ".join(items))
+    text = " ".join(details)
+    if len(text) > _REPORT_CHARS:
+        text = text[:_REPORT_CHARS] + "…"
+    return f"{head}: {text}"
+
+
+def codex_result_for_model(result: CodexResult, limit: int = 4000) -> str:
+    """Codex's compact result as the run_codex tool shows it to the model."""
+    lines = [
+        f"codex {'succeeded' if result.success else 'failed'} (exit {result.exit_code}) "
+        f"in {result.duration_s:.1f}s",
+        f"changed files: {', '.join(result.changed_files) or 'none'}",
+        f"codex's final message: {result.final_message[:1500]}",
+    ]
+    if result.output_tail:
+        lines.append(f"output tail:\n{result.output_tail}")
+    text = "\n".join(lines)
+    return text if len(text) <= limit else text[:limit] + "…"

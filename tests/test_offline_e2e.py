@@ -1,0 +1,63 @@
+"""A whole pipeline run offline: the real openai client (agents) and the real codex binary both talk
+to one local scripted server, and the workspace ends with a working program whose tests pass."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from temporalio.testing import WorkflowEnvironment
+
+from config import Settings
+from devkit.brain import CALC_PY, PipelineBrain, count_by_role
+from devkit.responses_server import ScriptedResponsesServer
+from tests.conftest import temporal_address
+from worker import build_worker, connect
+from workflows.pipeline import PipelineWorkflow
+from workflows.types import PipelineInput, PipelineOptions, PipelineResult
+
+
+async def test_offline_pipeline_with_real_codex(
+    temporal_dev: WorkflowEnvironment, settings: Settings, task_queue: str, workspace: Path
+) -> None:
+    with ScriptedResponsesServer(PipelineBrain()) as llm:
+        settings = settings.model_copy(
+            update={
+                "temporal_address": temporal_address(temporal_dev),
+                "openai_base_url": llm.base_url,
+                "codex_base_url": llm.base_url,
+                "codex_model": "gpt-5.5",
+                "codex_bin": None,  # the real binary from node_modules
+            }
+        )
+        client = await connect(settings)  # the agents' model: OpenAIResponsesModel over HTTP
+        async with build_worker(client, settings, task_queue=task_queue):
+            session = uuid.uuid4().hex[:8]
+            result: PipelineResult = await client.execute_workflow(
+                PipelineWorkflow.run,
+                PipelineInput(
+                    session_id=session,
+                    project_id="calc",
+                    workspace=str(workspace),
+                    user_request="Build a small calculator module with unit tests.",
+                    options=PipelineOptions(agent_model=settings.agent_model),
+                ),
+                id=f"session-{session}",
+                task_queue=task_queue,
+            )
+
+    assert result.outcome == "approved"
+    assert [r.stage.value for r in result.stages] == ["planner", "builder", "qa_qc", "prod_ready"]
+    assert result.agents_md and "## Acceptance criteria" in result.agents_md
+    assert (workspace / "calc.py").read_text() == CALC_PY
+    tests = subprocess.run(  # noqa: ASYNC221 - the run is over; nothing else is waiting
+        [sys.executable, "-m", "unittest", "-v"], cwd=workspace, capture_output=True, text=True
+    )
+    assert tests.returncode == 0 and "OK" in tests.stderr
+    counts = count_by_role(llm.requests)
+    assert counts["codex"] > 0 and all(
+        counts[role] >= 2 for role in ("planner", "builder", "qa_qc", "prod_ready")
+    )
+    assert result.usage.model.input_tokens > 0 and result.usage.codex.input_tokens > 0

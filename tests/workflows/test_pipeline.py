@@ -1,0 +1,273 @@
+"""PipelineWorkflow on a real dev server: scripted agents (TestModel), the fake codex, real git."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import CancelledError
+from temporalio.openai_agents.testing import TestModelProvider
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from activities.workspace import git
+from config import Settings
+from crew.reports import BuildReport, PlanReport, QAReport, ReadinessReport
+from devkit.agent_model import AGENTS_MD, ScriptedAgentModel, pipeline_script
+from tests.activities.test_codex_runner import alive, wait_for
+from tests.conftest import temporal_address
+from worker import agents_plugin, build_worker
+from workflows.pipeline import PipelineWorkflow
+from workflows.types import (
+    Decision,
+    PipelineInput,
+    PipelineOptions,
+    PipelineResult,
+    Review,
+    ReviewSignal,
+)
+
+Start = Callable[..., Awaitable[WorkflowHandle]]
+
+
+async def pipeline_client(env: WorkflowEnvironment, settings: Settings, model) -> Client:
+    return await Client.connect(
+        temporal_address(env), plugins=[agents_plugin(settings, provider=TestModelProvider(model))]
+    )
+
+
+@pytest.fixture
+async def start(
+    temporal_dev: WorkflowEnvironment, settings: Settings, task_queue: str, workspace: Path
+) -> AsyncIterator[Callable[..., Awaitable[WorkflowHandle]]]:
+    """start(model, **options) → a handle of a pipeline run served by an in-process worker."""
+    async with AsyncExitStack() as stack:
+
+        async def _start(model: ScriptedAgentModel, **options) -> WorkflowHandle:
+            client = await pipeline_client(temporal_dev, settings, model)
+            await stack.enter_async_context(build_worker(client, settings, task_queue=task_queue))
+            session = uuid.uuid4().hex[:8]
+            return await client.start_workflow(
+                PipelineWorkflow.run,
+                PipelineInput(
+                    session_id=session,
+                    project_id="p1",
+                    workspace=str(workspace),
+                    user_request="Build a calculator module with tests.",
+                    options=PipelineOptions(codex_heartbeat_s=2, **options),
+                ),
+                id=f"session-{session}",
+                task_queue=task_queue,
+            )
+
+        yield _start
+
+
+def stages(result: PipelineResult) -> list[str]:
+    return [f"{r.stage.value}#{r.iteration}" for r in result.stages]
+
+
+async def refused(handle: WorkflowHandle, review: Review) -> str:
+    """The reason the review update was refused (it must be refused)."""
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await handle.execute_update(PipelineWorkflow.review, review)
+    return str(err.value.cause)
+
+
+async def wait_for_review(handle: WorkflowHandle, stage: str) -> None:
+    for _ in range(400):
+        status = await handle.query(PipelineWorkflow.status)
+        if status.awaiting and status.awaiting.stage == stage:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never waited for a review of {stage}")
+
+
+async def test_full_pipeline(start: Start, workspace: Path) -> None:
+    model = ScriptedAgentModel(pipeline_script())
+    handle = await start(model)
+    result: PipelineResult = await handle.result()
+
+    assert result.outcome == "approved"
+    assert stages(result) == ["planner#1", "builder#1", "qa_qc#1", "prod_ready#1"]
+    plan, build, qa, ready = (r.report for r in result.stages)
+    assert isinstance(plan, PlanReport) and plan.agents_md_saved
+    assert isinstance(build, BuildReport) and isinstance(qa, QAReport) and qa.verdict == "PASS"
+    assert isinstance(ready, ReadinessReport) and ready.verdict == "APPROVED"
+    assert result.agents_md == AGENTS_MD == (workspace / "AGENTS.md").read_text()
+    assert "def add" in (workspace / "calc.py").read_text()
+    assert result.codex_tasks == 3 and result.summary.startswith("Outcome: approved.")
+
+    # A checkpoint after every stage (a commit when the stage changed files), nothing uncommitted.
+    log = await git(workspace, "log", "--format=%s")
+    assert "codexflow: planner #1" in log and "codexflow: builder #1" in log
+    assert result.stages[0].checkpoint.changed_files == ["AGENTS.md"]
+    assert result.stages[1].checkpoint.changed_files == ["calc.py"]
+    head = (await git(workspace, "rev-parse", "HEAD")).strip()
+    assert result.stages[-1].checkpoint.commit == head
+    assert (await git(workspace, "status", "--porcelain")).strip() == ""
+
+    # Each later stage saw the earlier ones' reports.
+    qa_turn = next(c for c in model.calls if c.role == "qa_qc")
+    assert "- planner #1: A calculator." in qa_turn.text and "- builder #1" in qa_turn.text
+
+    status = await handle.query(PipelineWorkflow.status)
+    assert status.state == "completed" and status.codex_tasks == 3 and len(status.stages) == 4
+    description = await handle.describe()
+    assert description.search_attributes.get("CodexflowStage") == ["prod_ready"]
+
+
+async def test_qa_fails_twice_then_passes(start: Start) -> None:
+    model = ScriptedAgentModel(pipeline_script(qa_failures=2))
+    result = await (await start(model, max_repair_loops=2)).result()
+    assert result.outcome == "approved"
+    assert stages(result) == [
+        "planner#1", "builder#1", "qa_qc#1", "builder#2", "qa_qc#2", "builder#3", "qa_qc#3",
+        "prod_ready#1",
+    ]  # fmt: skip
+    builder_2 = next(c for c in model.calls if c.role == "builder" and c.iteration == 2)
+    assert "ISSUES TO FIX:\n1. issue from QA #1" in builder_2.text
+
+
+async def test_qa_failing_forever_stops_at_the_limit(start: Start) -> None:
+    result = await (
+        await start(ScriptedAgentModel(pipeline_script(qa_failures=99)), max_repair_loops=1)
+    ).result()
+    assert result.outcome == "qa_failed"
+    assert stages(result)[-1] == "qa_qc#2" and "prod_ready#1" not in stages(result)
+    assert "Open issue: issue from QA #2" in result.summary
+
+
+async def test_needs_work_goes_back_to_builder_and_qa(start: Start) -> None:
+    model = ScriptedAgentModel(pipeline_script(needs_work=1))
+    result = await (await start(model)).result()
+    assert result.outcome == "approved"
+    assert stages(result)[3:] == ["prod_ready#1", "builder#2", "qa_qc#2", "prod_ready#2"]
+    builder_2 = next(c for c in model.calls if c.role == "builder" and c.iteration == 2)
+    assert "blocker from ProdReady #1" in builder_2.text
+
+
+async def test_gate_approve_request_changes_and_wrong_reviews(start: Start) -> None:
+    model = ScriptedAgentModel(pipeline_script())
+    handle = await start(model, gates=["planner", "qa_qc"])
+
+    await wait_for_review(handle, "planner")
+    wrong_stage = Review(stage="qa_qc", decision=Decision.APPROVE)
+    assert "waiting for a review of planner, not qa_qc" in await refused(handle, wrong_stage)
+    awaited = await handle.execute_update(
+        PipelineWorkflow.review,
+        Review(
+            stage="planner", decision=Decision.REQUEST_CHANGES, feedback="Also support division."
+        ),
+    )
+    assert awaited.stage == "planner" and awaited.reason == "gate"
+
+    # The planner runs again with the feedback, then waits again; approve by signal this time.
+    await wait_for_review(handle, "planner")
+    rerun = [c for c in model.calls if c.role == "planner" and c.iteration == 2]
+    assert (
+        rerun
+        and "REVIEWER FEEDBACK (address it in this attempt):\nAlso support division."
+        in rerun[0].text
+    )
+    await handle.signal(PipelineWorkflow.approve, ReviewSignal(stage="planner"))
+
+    await wait_for_review(handle, "qa_qc")
+    await handle.execute_update(
+        PipelineWorkflow.review, Review(stage="qa_qc", decision=Decision.APPROVE)
+    )
+    result = await handle.result()
+    assert result.outcome == "approved"
+    assert stages(result) == ["planner#1", "planner#2", "builder#1", "qa_qc#1", "prod_ready#1"]
+    assert result.stages[0].feedback == "Also support division."
+
+    with pytest.raises(RPCError, match="already completed"):
+        await handle.execute_update(
+            PipelineWorkflow.review, Review(stage="planner", decision=Decision.APPROVE)
+        )
+
+
+async def test_gate_reject_ends_the_run(start: Start) -> None:
+    handle = await start(ScriptedAgentModel(pipeline_script()), gates=["builder"])
+    await wait_for_review(handle, "builder")
+    await handle.execute_update(
+        PipelineWorkflow.review,
+        Review(stage="builder", decision=Decision.REJECT, feedback="Wrong approach"),
+    )
+    result = await handle.result()
+    assert result.outcome == "rejected" and stages(result) == ["planner#1", "builder#1"]
+
+
+async def test_review_when_none_is_awaited_is_refused(start: Start) -> None:
+    model = ScriptedAgentModel(pipeline_script(codex_prompt="@fake sleep=1"))
+    handle = await start(model)
+    assert re.search(
+        r"not waiting for a review",
+        await refused(handle, Review(stage="planner", decision=Decision.APPROVE)),
+    )
+    assert (await handle.result()).outcome == "approved"
+
+
+async def test_budget_pauses_and_resumes_on_approval(start: Start) -> None:
+    # Every model call reports 60 tokens (8 calls in all), codex none; 300 is crossed after QA.
+    model = ScriptedAgentModel(pipeline_script(codex_prompt="@fake tokens=0,0"), tokens=(50, 10))
+    handle = await start(model, token_budget=300)
+    await wait_for_review(handle, "budget")
+    status = await handle.query(PipelineWorkflow.status)
+    assert (
+        status.state == "waiting_for_review"
+        and status.awaiting
+        and status.awaiting.reason == "budget"
+    )
+    assert status.tokens_used == 360 and status.stage == "qa_qc"
+    assert re.search(
+        r"approve .continue. or reject",
+        await refused(handle, Review(stage="budget", decision=Decision.REQUEST_CHANGES)),
+    )
+    await handle.execute_update(
+        PipelineWorkflow.review, Review(stage="budget", decision=Decision.APPROVE)
+    )
+    result = await handle.result()
+    assert result.outcome == "approved"
+    assert result.usage.model.input_tokens == 50 * len(model.calls)
+
+
+async def test_cancel_mid_stage_stops_codex(start: Start, workspace: Path) -> None:
+    handle = await start(
+        ScriptedAgentModel(pipeline_script(codex_prompt="@fake pidfile=codex.pid\n@fake hang"))
+    )
+    pidfile = workspace / "codex.pid"
+    await wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", within=30)
+    pid = int(pidfile.read_text())
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as err:
+        await handle.result()
+    assert isinstance(err.value.cause, CancelledError)
+    assert not alive(pid)
+    status = await handle.query(PipelineWorkflow.status)
+    assert status.state == "cancelled" and status.stage == "builder"
+
+
+async def test_failing_agent_stage_fails_the_run_with_the_reason(start: Start) -> None:
+    def broken(turn):
+        if turn.role == "builder":
+            raise RuntimeError("model exploded")
+        return pipeline_script()(turn)
+
+    handle = await start(ScriptedAgentModel(broken))
+    with pytest.raises(WorkflowFailureError) as err:
+        await handle.result()
+    assert "builder stage failed" in str(err.value.cause) and "model exploded" in str(
+        err.value.cause
+    )

@@ -1,0 +1,192 @@
+"""The pipeline survives a worker killed -9 mid-stage, replays recorded histories, and times out
+reviews on the time-skipping server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import tempfile
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
+from temporalio.openai_agents.testing import TestModelProvider
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
+
+from config import Settings
+from devkit.agent_model import ScriptedAgentModel, pipeline_script
+from devkit.brain import PipelineBrain, count_by_role
+from devkit.processes import FAKE_CODEX, spawn_worker
+from devkit.responses_server import ScriptedResponsesServer, ToolCall, Turn
+from tests.activities.test_codex_runner import alive, wait_for
+from tests.conftest import BIN, SEARCH_ATTRIBUTE_ARGS, temporal_address
+from tests.workflows.test_pipeline import wait_for_review
+from worker import agents_plugin, build_worker
+from workflows.pipeline import PipelineWorkflow
+from workflows.types import PipelineInput, PipelineOptions, PipelineResult
+
+HISTORY = Path(__file__).parent / "histories" / "pipeline_full.json"
+
+
+class SlowBuilderCodex:
+    """The brain, with the builder's codex tasks slowed so a worker can be killed during one."""
+
+    def __init__(self) -> None:
+        self.brain = PipelineBrain(fake_codex=True)
+
+    def reply(self, request: dict[str, Any]) -> Turn:
+        turn = self.brain.reply(request)
+        if (
+            isinstance(turn, ToolCall)
+            and turn.name == "run_codex"
+            and "ROLE: builder" in str(request.get("instructions"))
+        ):
+            prompt = turn.arguments["prompt"] + "\n@fake pidfile=codex.pid\n@fake sleep=3"
+            return ToolCall("run_codex", {"prompt": prompt})
+        return turn
+
+
+def pipeline_input(workspace: Path, **options: Any) -> PipelineInput:
+    return PipelineInput(
+        session_id=uuid.uuid4().hex[:8],
+        project_id="p1",
+        workspace=str(workspace),
+        user_request="Build a calculator module with tests.",
+        options=PipelineOptions(codex_heartbeat_s=2, **options),
+    )
+
+
+async def test_worker_killed_mid_stage_repeats_no_finished_model_turn(
+    temporal_dev: WorkflowEnvironment,
+    settings: Settings,
+    task_queue: str,
+    workspace: Path,
+    tmp_path,
+) -> None:
+    with ScriptedResponsesServer(SlowBuilderCodex()) as llm:
+        settings = settings.model_copy(
+            update={
+                "temporal_address": temporal_address(temporal_dev),
+                "task_queue": task_queue,
+                "openai_base_url": llm.base_url,
+            }
+        )
+        first = spawn_worker(settings, log=tmp_path / "worker1.log")
+        try:
+            data = pipeline_input(workspace)
+            handle = await temporal_dev.client.start_workflow(
+                PipelineWorkflow.run, data, id=f"session-{data.session_id}", task_queue=task_queue
+            )
+            pidfile = workspace / "codex.pid"
+            await wait_for(
+                lambda: pidfile.exists() and pidfile.read_text().strip() != "", within=60
+            )
+            codex_pid = int(pidfile.read_text())
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            await wait_for(lambda: not alive(codex_pid), within=5)
+        finally:
+            first.kill()
+        requests_before_restart = len(llm.requests)
+
+        second = spawn_worker(settings, log=tmp_path / "worker2.log")
+        try:
+            result: PipelineResult = await asyncio.wait_for(handle.result(), timeout=120)
+        finally:
+            second.terminate()
+            second.wait(timeout=30)
+
+    assert result.outcome == "approved"
+    assert [r.stage.value for r in result.stages] == ["planner", "builder", "qa_qc", "prod_ready"]
+    bodies = [json.dumps(r, sort_keys=True) for r in llm.requests]
+    # Every model turn was asked exactly once: nothing finished before the crash was asked again.
+    assert len(bodies) == len(set(bodies))
+    assert count_by_role(llm.requests) == {"planner": 2, "builder": 3, "qa_qc": 2, "prod_ready": 2}
+    assert 0 < requests_before_restart < len(llm.requests)
+    assert "def divide" in (workspace / "calc.py").read_text()
+
+
+async def test_recorded_history_replays(settings: Settings) -> None:
+    """Guards determinism: a full run recorded earlier must replay against today's code."""
+    history = json.loads(HISTORY.read_text())
+    replayer = Replayer(workflows=[PipelineWorkflow], plugins=[agents_plugin(settings)])
+    await replayer.replay_workflow(WorkflowHistory.from_json("recorded", history))
+
+
+async def test_review_timeout_fails_or_approves(
+    time_skipping: WorkflowEnvironment, settings: Settings, task_queue: str, workspace: Path
+) -> None:
+    model = ScriptedAgentModel(pipeline_script())
+    client = await Client.connect(
+        temporal_address(time_skipping),
+        plugins=[agents_plugin(settings, provider=TestModelProvider(model))],
+    )
+    async with build_worker(client, settings, task_queue=task_queue):
+        # This client lacks the environment's auto time-skipping, so the test skips time itself.
+        async def run_past_review_timeout(**options: Any) -> WorkflowHandle:
+            data = pipeline_input(
+                workspace, gates=["planner"], review_timeout_s=24 * 3600, **options
+            )
+            handle = await client.start_workflow(
+                PipelineWorkflow.run, data, id=f"session-{data.session_id}", task_queue=task_queue
+            )
+            await wait_for_review(handle, "planner")
+            await time_skipping.sleep(timedelta(hours=25))
+            return handle
+
+        failing = await run_past_review_timeout()
+        with pytest.raises(WorkflowFailureError) as err:
+            await failing.result()
+        assert "no review of planner within 86400s" in str(err.value.cause)
+
+        approving = await run_past_review_timeout(on_review_timeout="approve")
+        result = await approving.result()
+        assert (
+            result.outcome == "approved" and result.stages[0].feedback == "approved after timeout"
+        )
+
+
+async def record_history() -> None:
+    """Regenerate the committed history: python -m tests.workflows.test_pipeline_durability"""
+    from activities.workspace import create_workspace
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        settings = Settings(
+            workspaces_root=root / "ws", codex_home=root / "home", codex_output_dir=root / "out",
+            codex_bin=str(FAKE_CODEX),
+        )  # fmt: skip
+        workspace = root / "ws" / "project"
+        await create_workspace(workspace)
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(BIN / "temporal"),
+            dev_server_extra_args=SEARCH_ATTRIBUTE_ARGS,
+        )
+        try:
+            model = ScriptedAgentModel(pipeline_script(qa_failures=1))
+            client = await Client.connect(
+                temporal_address(env),
+                plugins=[agents_plugin(settings, provider=TestModelProvider(model))],
+            )
+            async with build_worker(client, settings, task_queue="record"):
+                data = pipeline_input(
+                    workspace, gates=["qa_qc"], review_timeout_s=1, on_review_timeout="approve"
+                )
+                handle = await client.start_workflow(
+                    PipelineWorkflow.run, data, id="session-recorded", task_queue="record"
+                )
+                await handle.result()
+                history = await handle.fetch_history()
+            HISTORY.parent.mkdir(exist_ok=True)
+            HISTORY.write_text(history.to_json())
+        finally:
+            await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(record_history())

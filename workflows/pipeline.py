@@ -1,0 +1,387 @@
+"""PipelineWorkflow: Planner → Builder → QA → ProdReady, with repair loops, human gates and a budget.
+
+Every model call and tool call is an activity (the agents plugin), so a replay after a worker crash
+rebuilds the agents' state from history without calling the model again for finished turns.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from agents import RunContextWrapper, Runner, Usage
+
+    from activities.tools import AGENTS_MD
+    from crew.agents import build_agent
+    from crew.prompts import stage_input
+    from crew.reports import QAReport, ReadinessReport
+    from crew.roles import Role
+    from workflows import search_attributes
+    from workflows.codex_task import codex_for_agent, innermost_reason
+    from workflows.types import (
+        BUDGET,
+        AwaitingReview,
+        Checkpoint,
+        CheckpointInput,
+        CodexTaskRequest,
+        Decision,
+        PipelineInput,
+        PipelineResult,
+        PipelineStatus,
+        PipelineUsage,
+        ReadTextInput,
+        Review,
+        ReviewSignal,
+        SessionCtx,
+        StageRecord,
+        TokenUsage,
+    )
+
+__all__ = ["PipelineWorkflow"]
+
+_ACTIVITY_TIMEOUT = timedelta(minutes=2)
+_ACTIVITY_RETRY = RetryPolicy(maximum_attempts=5)
+
+
+class Rejected(Exception):
+    """A reviewer rejected the run."""
+
+    def __init__(self, stage: str, feedback: str) -> None:
+        super().__init__(f"rejected at {stage}: {feedback or 'no reason given'}")
+        self.stage = stage
+
+
+@workflow.defn
+class PipelineWorkflow:
+    @workflow.init
+    def __init__(self, input: PipelineInput) -> None:
+        self.input = input
+        self.options = input.options
+        self.state: str = "running"
+        self.stage: Role | None = None
+        self.iteration = 0
+        self.iterations: dict[Role, int] = {}
+        self.stages: list[StageRecord] = []
+        self.usage = PipelineUsage()
+        self.codex_tasks = 0
+        self.codex_running = 0
+        self.live_usage: Usage | None = None  # the current stage's model usage, while it runs
+        self.budget = self.options.token_budget
+        self.head: str | None = None  # the workspace commit the current stage started from
+        self.awaiting: AwaitingReview | None = None
+        self.review_received: Review | None = None
+
+    # --- the diagram ---------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: PipelineInput) -> PipelineResult:
+        workflow.upsert_search_attributes([search_attributes.PROJECT.value_set(input.project_id)])
+        self.head = (await self.checkpoint(f"codexflow: session {input.session_id} starts")).commit
+        try:
+            await self.run_stage(Role.PLANNER)
+            qa = await self.build_and_verify()
+            if qa.verdict == "FAIL":
+                return await self.finish("qa_failed")
+            ready = await self.run_stage(Role.PROD_READY)
+            for _ in range(self.options.max_repair_loops):
+                if ready.verdict == "APPROVED":
+                    break
+                qa = await self.build_and_verify(fix=ready.blocking)
+                if qa.verdict == "FAIL":
+                    return await self.finish("qa_failed")
+                ready = await self.run_stage(Role.PROD_READY)
+            return await self.finish("approved" if ready.verdict == "APPROVED" else "needs_work")
+        except Rejected:
+            return await self.finish("rejected")
+        except BaseException as err:
+            self.state = "cancelled" if is_cancelled_exception(err) else "failed"
+            self.show_details()
+            # The agents SDK cancels tool tasks without awaiting them: let codex stop first.
+            await workflow.wait_condition(lambda: self.codex_running == 0)
+            raise
+
+    async def build_and_verify(self, fix: list[str] | None = None) -> QAReport:
+        """Builder, then QA; a QA FAIL goes back to the Builder with its issues, a bounded number of times."""
+        await self.run_stage(Role.BUILDER, fix=fix)
+        qa = await self.run_stage(Role.QA_QC)
+        for _ in range(self.options.max_repair_loops):
+            if qa.verdict == "PASS":
+                break
+            await self.run_stage(Role.BUILDER, fix=qa.issues)
+            qa = await self.run_stage(Role.QA_QC)
+        return qa
+
+    # --- one stage -----------------------------------------------------------------------------
+
+    async def run_stage(self, role: Role, fix: list[str] | None = None) -> Any:
+        """Run the role's agent (its typed report is returned), checkpoint, and, if gated, wait for a
+        review: request_changes re-runs the stage with the feedback."""
+        feedback: str | None = None
+        while True:
+            report, record = await self.run_agent(role, fix or [], feedback)
+            await self.check_budget()
+            if role not in self.options.gates:
+                return report
+            review = await self.wait_for_review(role.value, "gate")
+            record.feedback = review.feedback or None
+            if review.decision is Decision.APPROVE:
+                return report
+            if review.decision is Decision.REJECT:
+                raise Rejected(role.value, review.feedback)
+            feedback = review.feedback
+
+    async def run_agent(
+        self, role: Role, fix: list[str], feedback: str | None
+    ) -> tuple[Any, StageRecord]:
+        self.iteration = self.iterations[role] = self.iterations.get(role, 0) + 1
+        self.stage = role
+        workflow.upsert_search_attributes([search_attributes.STAGE.value_set(role.value)])
+        self.show_details()
+        ctx = SessionCtx(
+            session_id=self.input.session_id,
+            project_id=self.input.project_id,
+            workspace=self.input.workspace,
+            role=role.value,
+            iteration=self.iteration,
+        )
+        codex_before = self.codex_tasks
+        agent = build_agent(role, self.options.agent_model, self.run_codex)
+        prompt = stage_input(
+            role, self.iteration, self.input.user_request, self.stages, fix, feedback
+        )
+        try:
+            result = await Runner.run(
+                agent, prompt, context=ctx, max_turns=self.options.max_agent_turns
+            )
+        except BaseException as err:
+            if is_cancelled_exception(err):
+                raise
+            raise ApplicationError(
+                f"{role.value} stage failed: {innermost_reason(err)}",
+                type="StageFailed",
+                non_retryable=True,
+            ) from err
+        model_usage = _tokens(result.context_wrapper.usage)
+        self.usage.model = self.usage.model + model_usage
+        self.live_usage = None
+        record = StageRecord(
+            stage=role,
+            iteration=self.iteration,
+            report=result.final_output,
+            checkpoint=await self.checkpoint(f"codexflow: {role.value} #{self.iteration}"),
+            model_usage=model_usage,
+            codex_tasks=self.codex_tasks - codex_before,
+            feedback=feedback,
+        )
+        self.stages.append(record)
+        self.show_details()
+        return result.final_output, record
+
+    async def run_codex(self, ctx: RunContextWrapper[SessionCtx], prompt: str) -> str:
+        """The agents' run_codex tool: one codex task, tallied, its failure shown to the model."""
+        self.live_usage = ctx.usage
+        await self.check_budget()
+        self.codex_tasks += 1
+        session = ctx.context
+        task_id = f"{session.session_id}-{session.role}-{session.iteration}-{self.codex_tasks}"
+        request = CodexTaskRequest(
+            workspace=self.input.workspace,
+            prompt=prompt,
+            model=self.options.codex_model,
+            sandbox=self.options.codex_sandbox,
+            timeout_s=self.options.codex_timeout_s,
+            heartbeat_timeout_s=self.options.codex_heartbeat_s,
+        )
+        self.show_details()
+        self.codex_running += 1
+        try:
+            text, result = await codex_for_agent(request, task_id)
+        finally:
+            self.codex_running -= 1
+        if result:
+            self.usage.codex = self.usage.codex + result.usage
+        return text
+
+    # --- reviews and the budget ----------------------------------------------------------------
+
+    async def wait_for_review(self, stage: str, reason: str) -> Review:
+        self.awaiting = AwaitingReview(stage=stage, reason=reason, since=workflow.now())  # type: ignore[arg-type]
+        self.review_received = None
+        self.state = "waiting_for_review"
+        self.show_details()
+        timeout = timedelta(seconds=self.options.review_timeout_s)
+        try:
+            await workflow.wait_condition(lambda: self.review_received is not None, timeout=timeout)
+            review = self.review_received
+            assert review is not None
+        except TimeoutError:
+            if self.options.on_review_timeout == "fail":
+                raise ApplicationError(
+                    f"no review of {stage} within {self.options.review_timeout_s:g}s",
+                    type="ReviewTimeout",
+                    non_retryable=True,
+                ) from None
+            review = Review(
+                stage=stage, decision=Decision.APPROVE, feedback="approved after timeout"
+            )
+        finally:
+            self.awaiting = None
+            self.state = "running"
+        self.show_details()
+        return review
+
+    async def check_budget(self) -> None:
+        """Past the token budget, pause for a review: approve grants another budget, reject ends the run."""
+        while self.budget is not None and self.tokens_used() > self.budget:
+            review = await self.wait_for_review(BUDGET, "budget")
+            if review.decision is Decision.REJECT:
+                raise Rejected(BUDGET, review.feedback)
+            self.budget += self.options.token_budget or 0
+
+    def tokens_used(self) -> int:
+        return self.usage.total + (self.live_usage.total_tokens if self.live_usage else 0)
+
+    @workflow.update
+    def review(self, review: Review) -> AwaitingReview:
+        """Approve, request changes to, or reject the stage the run is waiting on."""
+        assert self.awaiting is not None
+        awaited = self.awaiting
+        self.review_received = review
+        return awaited
+
+    @review.validator
+    def validate_review(self, review: Review) -> None:
+        if problem := self.review_problem(review):
+            raise ValueError(problem)
+
+    def review_problem(self, review: Review) -> str | None:
+        if self.awaiting is None or self.review_received is not None:
+            return "the run is not waiting for a review"
+        if review.stage != self.awaiting.stage:
+            return f"the run is waiting for a review of {self.awaiting.stage}, not {review.stage}"
+        if self.awaiting.reason == "budget" and review.decision is Decision.REQUEST_CHANGES:
+            return "a budget pause takes approve (continue) or reject (stop)"
+        return None
+
+    @workflow.signal
+    def approve(self, signal: ReviewSignal) -> None:
+        self.review_by_signal(
+            Review(stage=signal.stage, decision=Decision.APPROVE, feedback=signal.feedback)
+        )
+
+    @workflow.signal
+    def request_changes(self, signal: ReviewSignal) -> None:
+        self.review_by_signal(
+            Review(stage=signal.stage, decision=Decision.REQUEST_CHANGES, feedback=signal.feedback)
+        )
+
+    @workflow.signal
+    def reject(self, signal: ReviewSignal) -> None:
+        self.review_by_signal(
+            Review(stage=signal.stage, decision=Decision.REJECT, feedback=signal.feedback)
+        )
+
+    def review_by_signal(self, review: Review) -> None:
+        # Signals cannot be refused to the sender: an unexpected one is logged and dropped.
+        if problem := self.review_problem(review):
+            workflow.logger.warning("ignored %s signal: %s", review.decision.value, problem)
+            return
+        self.review_received = review
+
+    # --- what operators see --------------------------------------------------------------------
+
+    @workflow.query
+    def status(self) -> PipelineStatus:
+        return PipelineStatus(
+            session_id=self.input.session_id,
+            state=self.state,  # type: ignore[arg-type]
+            stage=self.stage,
+            iteration=self.iteration,
+            awaiting=self.awaiting,
+            stages=self.stages,
+            codex_tasks=self.codex_tasks,
+            usage=self.usage,
+            tokens_used=self.tokens_used(),
+            token_budget=self.budget,
+        )
+
+    def show_details(self) -> None:
+        """The run's current details (markdown) in the Temporal Web UI."""
+        lines = [f"**{self.state}** · stage `{self.stage or '-'}` #{self.iteration}"]
+        if self.awaiting:
+            lines.append(
+                f"⏸ waiting for a review of `{self.awaiting.stage}` since {self.awaiting.since:%Y-%m-%d %H:%M:%S}Z"
+            )
+        lines.append(
+            f"codex tasks: {self.codex_tasks} · tokens: {self.tokens_used()}"
+            + (f" / {self.budget}" if self.budget else "")
+        )
+        lines += ["", "| stage | # | verdict | summary |", "| --- | --- | --- | --- |"]
+        for record in self.stages:
+            verdict = getattr(record.report, "verdict", "")
+            lines.append(
+                f"| {record.stage.value} | {record.iteration} | {verdict} | {record.report.summary[:80]} |"
+            )
+        workflow.set_current_details("\n".join(lines))
+
+    # --- mechanics -----------------------------------------------------------------------------
+
+    async def checkpoint(self, message: str) -> Checkpoint:
+        """Commit the workspace; changes are counted from the previous checkpoint of this run."""
+        checkpoint = await workflow.execute_activity(
+            "checkpoint_workspace",
+            CheckpointInput(workspace=self.input.workspace, message=message, since=self.head),
+            result_type=Checkpoint,
+            start_to_close_timeout=_ACTIVITY_TIMEOUT,
+            retry_policy=_ACTIVITY_RETRY,
+        )
+        self.head = checkpoint.commit
+        return checkpoint
+
+    async def finish(self, outcome: str) -> PipelineResult:
+        agents_md = await workflow.execute_activity(
+            "read_workspace_text",
+            ReadTextInput(workspace=self.input.workspace, path=AGENTS_MD),
+            result_type=str,
+            start_to_close_timeout=_ACTIVITY_TIMEOUT,
+            retry_policy=_ACTIVITY_RETRY,
+        )
+        self.state = "completed"
+        self.show_details()
+        return PipelineResult(
+            session_id=self.input.session_id,
+            outcome=outcome,  # type: ignore[arg-type]
+            summary=_final_summary(outcome, self.stages),
+            agents_md=agents_md,
+            stages=self.stages,
+            usage=self.usage,
+            codex_tasks=self.codex_tasks,
+        )
+
+
+def _final_summary(outcome: str, stages: list[StageRecord]) -> str:
+    latest: dict[Role, StageRecord] = {record.stage: record for record in stages}
+    lines = [f"Outcome: {outcome}."]
+    for role in Role:
+        if record := latest.get(role):
+            verdict = getattr(record.report, "verdict", None)
+            lines.append(
+                f"{role.value}{f' [{verdict}]' if verdict else ''}: {record.report.summary}"
+            )
+    ready = latest.get(Role.PROD_READY)
+    if ready and isinstance(ready.report, ReadinessReport):
+        lines += [f"Blocking: {item}" for item in ready.report.blocking]
+        lines += [f"Recommendation: {item}" for item in ready.report.recommendations]
+    qa = latest.get(Role.QA_QC)
+    if outcome == "qa_failed" and qa and isinstance(qa.report, QAReport):
+        lines += [f"Open issue: {item}" for item in qa.report.issues]
+    return "\n".join(lines)
+
+
+def _tokens(usage: Usage) -> TokenUsage:
+    return TokenUsage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
