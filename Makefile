@@ -4,7 +4,7 @@
 PYTHON ?= python3
 BIN := .venv/bin
 
-.PHONY: setup demo test check bench clean
+.PHONY: setup demo test check postgres bench clean
 
 setup: .venv/.installed node_modules/.package-lock.json
 
@@ -25,7 +25,21 @@ check: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-test: check
+# The tests run every records test on SQLite and on a throwaway PostgreSQL cluster
+# (devkit/postgres.py), which needs the server binaries: installed here when they are missing.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
+		echo "PostgreSQL server binaries: present"; \
+	else \
+		echo "PostgreSQL server binaries missing: installing the postgresql package"; \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=; \
+		elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
+		else echo "not root and no sudo: apt-get install -y postgresql as root" >&2; exit 1; fi; \
+		$$sudo apt-get update && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; \
+	fi
+
+test: check postgres
 	$(BIN)/pytest
 
 bench: setup

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
@@ -118,11 +118,13 @@ def server(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    upgrade_db: Annotated[bool, typer.Option(help="migrate the database first if needed")] = False,
+) -> None:
     """Run a worker (workflows, agents and codex activities) until Ctrl-C."""
     import worker as worker_module
 
-    worker_module.run()
+    worker_module.run(upgrade=upgrade_db)
 
 
 # --- one codex task ----------------------------------------------------------------------------
@@ -327,11 +329,13 @@ def demo(
 
 async def _demo(settings: Settings, workspace: Path) -> int:
     from activities.workspace import create_workspace
+    from store.schema import check_schema
     from worker import build_worker, connect
     from workflows.pipeline import PipelineWorkflow
     from workflows.types import PipelineInput, PipelineOptions
 
     await create_workspace(workspace)
+    await check_schema(settings, upgrade=True)
     client = await connect(settings)
     session = f"demo-{uuid.uuid4().hex[:8]}"
     async with build_worker(client, settings):
@@ -351,6 +355,79 @@ async def _demo(settings: Settings, workspace: Path) -> int:
         typer.echo(f"session {session}: Planner → Builder → QA → ProdReady in {workspace}")
         typer.echo(f"Temporal UI: {ui_link(settings, handle.id)}")
         return await follow_pipeline(handle, settings)
+
+
+# --- the records database ----------------------------------------------------------------------
+
+db_app = typer.Typer(
+    help="The records database (CODEXFLOW_DATABASE_URL): Alembic migrations.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+
+
+def _revision_name(revision: str | None) -> str:
+    return revision or "base (no schema)"
+
+
+def _run_db(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a db command; a bad revision or an unreachable database is an error line, not a trace."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        asyncio.run(coroutine)
+    except (CommandError, SQLAlchemyError, OSError) as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(1) from None
+
+
+async def _migrate(direction: str, revision: str) -> None:
+    from store import schema
+
+    url = get_settings().database_url
+    before = await schema.current_revision(url)
+    migrate = schema.upgrade if direction == "upgrade" else schema.downgrade
+    await migrate(url, revision)
+    after = await schema.current_revision(url)
+    change = (
+        f"{_revision_name(before)} → {_revision_name(after)}"
+        if before != after
+        else f"already at {_revision_name(after)}"
+    )
+    typer.echo(f"database at {schema.redact(url)}: {change}")
+
+
+async def _show_current() -> None:
+    from store import schema
+
+    url = get_settings().database_url
+    current, head = await schema.current_revision(url), schema.head_revision()
+    state = "up to date" if current == head else f"code needs {head}: run `codexflow db upgrade`"
+    typer.echo(
+        f"database at {schema.redact(url)} is at revision {_revision_name(current)} ({state})"
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="target revision")] = "head",
+) -> None:
+    """Migrate the records database up (to the code's revision by default)."""
+    _run_db(_migrate("upgrade", revision))
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="target revision; base removes every table")],
+) -> None:
+    """Migrate the records database down to REVISION."""
+    _run_db(_migrate("downgrade", revision))
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the records database's revision and the one the code needs."""
+    _run_db(_show_current())
 
 
 if __name__ == "__main__":

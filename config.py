@@ -37,7 +37,6 @@ class Settings(BaseSettings):
     codex_api_key: SecretStr | None = None
     codex_timeout_s: float = Field(default=1800, gt=0)
     codex_kill_grace_s: float = Field(default=5, ge=0)
-    codex_output_dir: Path = STATE_DIR / "codex-output"
 
     # Agents (OpenAI Agents SDK)
     agent_model: str = "gpt-5.5"

@@ -9,6 +9,8 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from agents import Model, ModelProvider, set_tracing_disabled
@@ -21,9 +23,12 @@ from temporalio.openai_agents import ModelActivityParameters, OpenAIAgentsPlugin
 from temporalio.worker import Worker
 
 from activities.codex import CodexRunner
+from activities.records import RecordActivities, Recorder
 from activities.tools import AgentTools
 from activities.workspace import WorkspaceActivities
 from config import Settings, get_settings
+from store.db import make_engine
+from store.schema import SchemaOutOfDate, check_schema
 from workflows.chat import AgentChatWorkflow
 from workflows.codex_task import CodexTaskWorkflow
 from workflows.pipeline import PipelineWorkflow
@@ -82,11 +87,18 @@ async def connect(settings: Settings, plugin: OpenAIAgentsPlugin | None = None) 
     )
 
 
-def build_worker(client: Client, settings: Settings, task_queue: str | None = None) -> Worker:
-    codex = CodexRunner(settings)
+@asynccontextmanager
+async def build_worker(
+    client: Client, settings: Settings, task_queue: str | None = None
+) -> AsyncIterator[Worker]:
+    """A running worker: every workflow and activity, with the records database opened for it."""
+    engine = make_engine(settings.database_url)
+    recorder = Recorder(engine)
+    codex = CodexRunner(settings, recorder)
     workspace = WorkspaceActivities(settings)
     tools = AgentTools(settings)
-    return Worker(
+    records = RecordActivities(recorder)
+    worker = Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[CodexTaskWorkflow, PipelineWorkflow, AgentChatWorkflow],
@@ -99,29 +111,42 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
             tools.read_agents_md,
             tools.save_agents_md,
             tools.read_workspace_text,
+            records.session_start,
+            records.session,
+            records.conversation,
         ],
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
+    try:
+        async with worker:
+            yield worker
+    finally:
+        await engine.dispose()
 
 
-async def main(settings: Settings | None = None) -> None:
+async def main(settings: Settings | None = None, upgrade: bool = False) -> None:
     settings = settings or get_settings()
+    await check_schema(settings, upgrade=upgrade)
     client = await connect(settings)
-    worker = build_worker(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info("worker on %s, task queue %s", settings.temporal_address, settings.task_queue)
-    async with worker:
+    async with build_worker(client, settings):
         await stop.wait()
 
 
-def run() -> None:
+def run(upgrade: bool = False) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(main())
+    try:
+        asyncio.run(main(upgrade=upgrade))
+    except SchemaOutOfDate as err:
+        raise SystemExit(
+            f"codexflow worker: {err} (or start the worker with --upgrade-db)"
+        ) from None
 
 
 if __name__ == "__main__":

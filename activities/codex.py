@@ -4,7 +4,7 @@ Contract (see design.md): the native binary, stdin ``/dev/null``, its own proces
 ``CODEX_HOME``, an environment without secrets codex does not need, ``--json`` events parsed as they
 arrive, heartbeats with progress, SIGTERM then SIGKILL on cancel or timeout, and a retry that first
 restores the workspace to the task's starting checkpoint so two attempts never stack their edits.
-The full JSONL output is written next to the worker, never into workflow history.
+The full JSONL output goes to the event log (the database), never into workflow history.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
@@ -27,15 +29,19 @@ from temporalio.exceptions import ApplicationError
 from activities.codex_events import (
     CodexEvent,
     ErrorEvent,
+    Garbage,
     ItemEvent,
     ThreadStarted,
     TurnCompleted,
     TurnFailed,
+    Unknown,
     describe,
     parse_line,
 )
+from activities.records import Recorder
 from activities.workspace import changed_files, checkpoint, resolve_workspace, restore
 from config import PROJECT_ROOT, Settings
+from store.events import EventBatcher
 from workflows.types import CodexResult, CodexTaskInput, TokenUsage
 
 __all__ = ["CodexRunner", "codex_command", "codex_env", "find_codex_binary"]
@@ -99,6 +105,13 @@ def codex_command(
     return cmd
 
 
+def _raw(text: str, event: CodexEvent) -> dict:
+    """The event as codex printed it (garbage lines are kept as text)."""
+    if isinstance(event, Garbage):
+        return {"type": "garbage", "line": event.line}
+    return json.loads(text)
+
+
 def _die_with_parent() -> None:
     # If the worker is killed -9, the kernel sends codex SIGTERM instead of leaving it running.
     with contextlib.suppress(Exception):
@@ -108,8 +121,9 @@ def _die_with_parent() -> None:
 class CodexRunner:
     """Runs codex tasks; one instance per worker, holding its settings."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, recorder: Recorder) -> None:
         self.settings = settings
+        self.recorder = recorder
 
     @activity.defn(name="run_codex_task")
     async def run(self, input: CodexTaskInput) -> CodexResult:
@@ -135,67 +149,68 @@ class CodexRunner:
     async def _execute(
         self, input: CodexTaskInput, workspace: Path, binary: Path, progress: _Progress
     ) -> CodexResult:
-        out_dir = (self.settings.codex_output_dir / input.task_id).resolve()
-        out_dir.mkdir(parents=True, exist_ok=True)
         self.settings.codex_home.resolve().mkdir(parents=True, exist_ok=True)
-        output_path = out_dir / f"attempt-{progress.attempt}.jsonl"
-        last_message = out_dir / f"attempt-{progress.attempt}.last-message.txt"
-        last_message.unlink(missing_ok=True)
         timeout = input.timeout_s or self.settings.codex_timeout_s
-
-        started = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            *codex_command(self.settings, binary, input, workspace, last_message),
-            cwd=workspace,
-            env=codex_env(self.settings),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            limit=_MAX_LINE,
-        )
-        progress.pid = proc.pid
-        activity.heartbeat(progress.details())
         stderr_tail: deque[str] = deque(maxlen=50)
-        try:
-            async with asyncio.timeout(timeout):
-                with output_path.open("w", encoding="utf-8", buffering=1) as sink:
-                    await asyncio.gather(
-                        self._read_events(proc, sink, progress),
-                        _read_lines(proc.stderr, stderr_tail.append),
-                        _heartbeat_while(proc, progress),
-                    )
-                    await proc.wait()
-        except TimeoutError:
-            await _terminate(proc, self.settings.codex_kill_grace_s)
-            raise ApplicationError(
-                f"codex did not finish within {timeout:g}s (CODEXFLOW_CODEX_TIMEOUT_S)",
-                type="CodexTimeout",
-            ) from None
-        except BaseException:  # cancellation, worker shutdown: never leave codex running
-            await _terminate(proc, self.settings.codex_kill_grace_s)
-            raise
+        with tempfile.TemporaryDirectory(prefix="codexflow-") as tmp:
+            last_message = Path(tmp) / "last-message.txt"
+            started = time.monotonic()
+            proc = await asyncio.create_subprocess_exec(
+                *codex_command(self.settings, binary, input, workspace, last_message),
+                cwd=workspace,
+                env=codex_env(self.settings),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                limit=_MAX_LINE,
+            )
+            progress.pid = proc.pid
+            activity.heartbeat(progress.details())
+            try:
+                await self.recorder.codex_started(input, progress.attempt, proc.pid)
+                async with EventBatcher(self.recorder.events) as batch:
+                    async with asyncio.timeout(timeout):
+                        await asyncio.gather(
+                            self._read_events(proc, batch, input, progress),
+                            _read_lines(proc.stderr, stderr_tail.append),
+                            _heartbeat_while(proc, progress),
+                        )
+                        await proc.wait()
+            except TimeoutError:
+                await _terminate(proc, self.settings.codex_kill_grace_s)
+                message = f"codex did not finish within {timeout:g}s (CODEXFLOW_CODEX_TIMEOUT_S)"
+                await self._finished(input, progress, "failed", None, message, stderr_tail)
+                raise ApplicationError(message, type="CodexTimeout") from None
+            except BaseException:  # cancellation, worker shutdown: never leave codex running
+                await _terminate(proc, self.settings.codex_kill_grace_s)
+                await self._finished(input, progress, "cancelled", None, None, stderr_tail)
+                raise
+            final = (
+                last_message.read_text(errors="replace").strip() if last_message.exists() else ""
+            )
 
-        final = last_message.read_text(errors="replace").strip() if last_message.exists() else ""
         exit_code = proc.returncode if proc.returncode is not None else -1
+        success = exit_code == 0 and not progress.failed
         error = progress.error or ("".join(stderr_tail)[-_STDERR_TAIL:].strip() or None)
         result = CodexResult(
             task_id=input.task_id,
             attempt=progress.attempt,
             exit_code=exit_code,
-            success=exit_code == 0 and not progress.failed,
+            success=success,
             final_message=final or progress.last_message,
-            error=None if exit_code == 0 and not progress.failed else error,
+            error=None if success else error,
             changed_files=await changed_files(workspace, progress.base_commit),
             usage=progress.usage,
             duration_s=round(time.monotonic() - started, 3),
             thread_id=progress.thread_id,
             events=progress.events,
             output_tail=progress.tail(self.settings.tool_output_max_chars),
-            output_path=str(output_path),
         )
-        if not result.success:
+        status = "completed" if success else "failed"
+        await self._finished(input, progress, status, result, result.error, stderr_tail)
+        if not success:
             raise ApplicationError(
                 f"codex failed (exit {exit_code}): {result.error or 'no error message'}",
                 result.model_dump(),
@@ -203,15 +218,41 @@ class CodexRunner:
             )
         return result
 
-    async def _read_events(
-        self, proc: asyncio.subprocess.Process, sink, progress: _Progress
+    async def _finished(
+        self,
+        input: CodexTaskInput,
+        progress: _Progress,
+        status: str,
+        result: CodexResult | None,
+        error: str | None,
+        stderr_tail: deque[str],
     ) -> None:
+        # Recording the end must not mask how codex ended (a cancel, a timeout, a failure).
+        try:
+            await self.recorder.codex_finished(
+                input, progress.attempt, status, result, error, "".join(stderr_tail)[-_STDERR_TAIL:]
+            )
+        except Exception:
+            activity.logger.exception("could not record the end of codex task %s", input.task_id)
+
+    async def _read_events(
+        self,
+        proc: asyncio.subprocess.Process,
+        batch: EventBatcher,
+        input: CodexTaskInput,
+        progress: _Progress,
+    ) -> None:
+        """Each JSONL line goes to the event log as it arrives, and feeds the progress."""
         assert proc.stdout is not None
         while line := await proc.stdout.readline():
             text = line.decode("utf-8", errors="replace")
-            sink.write(text if text.endswith("\n") else text + "\n")
-            if (event := parse_line(text)) is not None:
-                progress.observe(event)
+            if (event := parse_line(text)) is None:
+                continue
+            progress.observe(event)
+            payload = event.data if isinstance(event, Unknown) else _raw(text, event)
+            await batch.add(
+                self.recorder.codex_event(input, progress.attempt, "codex.event", payload)
+            )
 
 
 class _Progress:

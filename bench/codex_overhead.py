@@ -24,6 +24,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from activities.codex import codex_command, codex_env, find_codex_binary  # noqa: E402
 from activities.workspace import create_workspace  # noqa: E402
 from config import PROJECT_ROOT, Settings  # noqa: E402
+from store.schema import upgrade  # noqa: E402
 from worker import agents_plugin, build_worker  # noqa: E402
 from workflows.codex_task import CodexTaskWorkflow  # noqa: E402
 from workflows.types import CodexTaskInput, CodexTaskRequest  # noqa: E402
@@ -68,10 +69,11 @@ async def main(n: int) -> None:
         settings = Settings(
             workspaces_root=root / "ws",
             codex_home=root / "home",
-            codex_output_dir=root / "out",
+            database_url=f"sqlite+aiosqlite:///{root}/codexflow.db",
             codex_bin=str(PROJECT_ROOT / "devkit" / "fake_codex.py"),
             codex_base_url=None,
         )
+        await upgrade(settings.database_url)
         workspace = root / "ws" / "bench"
         await create_workspace(workspace)
         env = await WorkflowEnvironment.start_local(

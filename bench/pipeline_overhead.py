@@ -27,6 +27,7 @@ from activities.workspace import create_workspace  # noqa: E402
 from config import Settings  # noqa: E402
 from devkit.agent_model import ScriptedAgentModel, pipeline_script  # noqa: E402
 from devkit.processes import FAKE_CODEX  # noqa: E402
+from store.schema import upgrade  # noqa: E402
 from worker import agents_plugin, build_worker  # noqa: E402
 from workflows.pipeline import PipelineWorkflow  # noqa: E402
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES  # noqa: E402
@@ -69,9 +70,10 @@ async def main(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         settings = Settings(
-            workspaces_root=root / "ws", codex_home=root / "home", codex_output_dir=root / "out",
+            workspaces_root=root / "ws", codex_home=root / "home", database_url=f"sqlite+aiosqlite:///{root}/codexflow.db",
             codex_bin=str(FAKE_CODEX), codex_base_url=None,
         )  # fmt: skip
+        await upgrade(settings.database_url)
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
             dev_server_extra_args=[

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from crew.roles import Role
-from workflows.types import CodexResult, StageRecord
+from workflows.types import CodexResult, MessageRecord, StageRecord
 
-__all__ = ["codex_result_for_model", "stage_input"]
+__all__ = ["codex_result_for_model", "stage_input", "transcript"]
 
 _REPORT_CHARS = 1500  # per earlier stage, so inputs stay small however long the run
 
@@ -70,3 +71,31 @@ def codex_result_for_model(result: CodexResult, limit: int = 4000) -> str:
         lines.append(f"output tail:\n{result.output_tail}")
     text = "\n".join(lines)
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+_MESSAGE_CHARS = 20_000
+
+
+def transcript(stage_prompt: str, new_items: Sequence[Any], report: Any) -> list[MessageRecord]:
+    """A stage's conversation for the records: its input, each tool call and result, its report."""
+    messages = [MessageRecord(role="user", content=_clip(stage_prompt))]
+    for item in new_items:
+        raw = getattr(item, "raw_item", None)
+        if item.type == "tool_call_item":
+            name, arguments = getattr(raw, "name", "tool"), getattr(raw, "arguments", "")
+            messages.append(
+                MessageRecord(
+                    role="assistant",
+                    content=_clip(f"{name}({arguments})"),
+                    metadata={"tool_call": name},
+                )  # fmt: skip
+            )
+        elif item.type == "tool_call_output_item":
+            messages.append(MessageRecord(role="tool", content=_clip(str(item.output))))
+    body = report.model_dump_json(indent=2) if hasattr(report, "model_dump_json") else str(report)
+    messages.append(MessageRecord(role="assistant", content=_clip(body), metadata={"final": True}))
+    return messages
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MESSAGE_CHARS else text[:_MESSAGE_CHARS] + "…"

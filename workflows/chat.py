@@ -182,8 +182,9 @@ class AgentChatWorkflow:
             raise ValueError("empty message")
         if self.state == "continuing":
             raise ValueError("the chat is continuing as new: send the message again")
-        if self.state != "open":
-            raise ValueError(f"the chat is {self.state}")
+        if self.state != "open" or self.close_requested:
+            # A close signal refuses new messages at once, before the run loop has seen it.
+            raise ValueError(f"the chat is {'closed' if self.close_requested else self.state}")
 
     async def take_turn(self, message: str, turn: int) -> ChatReply:
         role = self.input.role

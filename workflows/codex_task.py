@@ -31,13 +31,23 @@ _GIT_RETRY = RetryPolicy(maximum_attempts=5)
 
 
 async def run_codex(
-    request: CodexTaskRequest, task_id: str, base_commit: str | None
+    request: CodexTaskRequest,
+    task_id: str,
+    base_commit: str | None,
+    session_id: str | None = None,
+    role: str | None = None,
 ) -> CodexResult:
     """The codex activity with timeouts, heartbeats and retries taken from the caller's request."""
     timeout = timedelta(seconds=request.timeout_s) if request.timeout_s else _DEFAULT_CODEX_TIMEOUT
     return await workflow.execute_activity(
         "run_codex_task",
-        CodexTaskInput(**request.model_dump(), task_id=task_id, base_commit=base_commit),
+        CodexTaskInput(
+            **request.model_dump(),
+            task_id=task_id,
+            base_commit=base_commit,
+            session_id=session_id,
+            role=role,
+        ),
         result_type=CodexResult,
         start_to_close_timeout=timeout + _SLACK,
         heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),
@@ -53,14 +63,14 @@ async def run_codex(
 
 
 async def codex_for_agent(
-    request: CodexTaskRequest, task_id: str
+    request: CodexTaskRequest, task_id: str, session_id: str | None = None, role: str | None = None
 ) -> tuple[str, CodexResult | None]:
     """An agent's run_codex call: the text the model sees, and codex's result (None if it failed).
 
     A codex failure that survived its retries becomes text the model can act on; cancellation passes.
     """
     try:
-        result = await run_codex(request, task_id, base_commit=None)
+        result = await run_codex(request, task_id, None, session_id, role)
     except ActivityError as err:
         if is_cancelled_exception(err):
             raise

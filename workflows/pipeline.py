@@ -7,18 +7,20 @@ rebuilds the agents' state from history without calling the model again for fini
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
+
+StageStatus = Literal["running", "completed", "failed", "cancelled"]
 
 with workflow.unsafe.imports_passed_through():
     from agents import RunContextWrapper, Runner, Usage
 
     from activities.tools import AGENTS_MD
     from crew.agents import build_agent
-    from crew.prompts import stage_input
+    from crew.prompts import stage_input, transcript
     from crew.reports import QAReport, ReadinessReport
     from crew.roles import Role
     from workflows import search_attributes
@@ -29,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         Checkpoint,
         CheckpointInput,
         CodexTaskRequest,
+        ConversationRecord,
         Decision,
         PipelineInput,
         PipelineResult,
@@ -38,6 +41,8 @@ with workflow.unsafe.imports_passed_through():
         Review,
         ReviewSignal,
         SessionCtx,
+        SessionPatch,
+        SessionStart,
         StageRecord,
         TokenUsage,
     )
@@ -81,6 +86,17 @@ class PipelineWorkflow:
     @workflow.run
     async def run(self, input: PipelineInput) -> PipelineResult:
         workflow.upsert_search_attributes([search_attributes.PROJECT.value_set(input.project_id)])
+        await self.record(
+            "record_session_start",
+            SessionStart(
+                session_id=input.session_id,
+                project_id=input.project_id,
+                workspace=input.workspace,
+                workflow_id=workflow.info().workflow_id,
+                user_request=input.user_request,
+                options=input.options.model_dump(mode="json"),
+            ),
+        )
         self.head = (await self.checkpoint(f"codexflow: session {input.session_id} starts")).commit
         try:
             await self.run_stage(Role.PLANNER)
@@ -103,6 +119,9 @@ class PipelineWorkflow:
             self.show_details()
             # The agents SDK cancels tool tasks without awaiting them: let codex stop first.
             await workflow.wait_condition(lambda: self.codex_running == 0)
+            error = None if self.state == "cancelled" else innermost_reason(err)
+            await self.patch(status=self.state, error=error, finished=True,
+                             event=f"session.{self.state}", event_payload={"error": error})  # fmt: skip
             raise
 
     async def build_and_verify(self, fix: list[str] | None = None) -> QAReport:
@@ -179,6 +198,18 @@ class PipelineWorkflow:
             feedback=feedback,
         )
         self.stages.append(record)
+        await self.record_stage(
+            role,
+            "completed",
+            report=result.final_output.model_dump(mode="json"),
+            messages=transcript(prompt, result.new_items, result.final_output),
+            event_payload={
+                "verdict": getattr(result.final_output, "verdict", None),
+                "summary": result.final_output.summary,
+                "codex_tasks": record.codex_tasks,
+                "changed_files": record.checkpoint.changed_files,
+            },
+        )
         self.show_details()
         return result.final_output, record
 
@@ -200,7 +231,7 @@ class PipelineWorkflow:
         self.show_details()
         self.codex_running += 1
         try:
-            text, result = await codex_for_agent(request, task_id)
+            text, result = await codex_for_agent(request, task_id, session.session_id, session.role)
         finally:
             self.codex_running -= 1
         if result:
@@ -214,6 +245,10 @@ class PipelineWorkflow:
         self.review_received = None
         self.state = "waiting_for_review"
         self.show_details()
+        await self.patch(status="waiting_for_review",
+                         event="budget.paused" if reason == "budget" else "review.awaited",
+                         event_payload={"stage": stage, "reason": reason,
+                                        "tokens_used": self.tokens_used()})  # fmt: skip
         timeout = timedelta(seconds=self.options.review_timeout_s)
         try:
             await workflow.wait_condition(lambda: self.review_received is not None, timeout=timeout)
@@ -233,6 +268,8 @@ class PipelineWorkflow:
             self.awaiting = None
             self.state = "running"
         self.show_details()
+        await self.patch(status="running", event="review.received",
+                         event_payload=review.model_dump(mode="json"))  # fmt: skip
         return review
 
     async def check_budget(self) -> None:
@@ -353,7 +390,7 @@ class PipelineWorkflow:
         )
         self.state = "completed"
         self.show_details()
-        return PipelineResult(
+        result = PipelineResult(
             session_id=self.input.session_id,
             outcome=outcome,  # type: ignore[arg-type]
             summary=_final_summary(outcome, self.stages),
@@ -361,6 +398,39 @@ class PipelineWorkflow:
             stages=self.stages,
             usage=self.usage,
             codex_tasks=self.codex_tasks,
+        )
+        await self.patch(
+            status="completed",
+            outcome=outcome,
+            final_summary=result.summary,
+            agents_md_content=agents_md,
+            usage=self.usage.model_dump(mode="json"),
+            finished=True,
+            event="session.finished",
+            event_payload={"outcome": outcome, "codex_tasks": self.codex_tasks},
+        )
+        return result
+
+    async def record(self, activity: str, arg: Any) -> None:
+        await workflow.execute_activity(
+            activity, arg, start_to_close_timeout=_ACTIVITY_TIMEOUT, retry_policy=_ACTIVITY_RETRY
+        )
+
+    async def patch(self, **changes: Any) -> None:
+        await self.record(
+            "record_session", SessionPatch(session_id=self.input.session_id, **changes)
+        )
+
+    async def record_stage(self, role: Role, status: StageStatus, **fields: Any) -> None:
+        await self.record(
+            "record_conversation",
+            ConversationRecord(
+                session_id=self.input.session_id,
+                role=role.value,
+                iteration=self.iteration,
+                status=status,
+                **fields,
+            ),  # fmt: skip
         )
 
 

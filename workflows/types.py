@@ -69,6 +69,8 @@ class CodexTaskInput(CodexTaskRequest):
     """The codex activity's input: the request plus the ids a durable run needs."""
 
     task_id: str
+    session_id: str | None = None  # the pipeline session it belongs to, if any
+    role: str | None = None
     # The checkpoint a retry restores before running again; taken by the activity when absent.
     base_commit: str | None = None
 
@@ -88,7 +90,6 @@ class CodexResult(BaseModel):
     thread_id: str | None = None
     events: int = 0
     output_tail: str = ""
-    output_path: str | None = None
 
 
 class CodexTaskStatus(BaseModel):
@@ -276,3 +277,56 @@ class ChatStatus(BaseModel):
     history_items: int
     busy: bool = False  # a turn is running or waiting to run
     closed_reason: str | None = None
+
+
+# --- records (what the workflows write to the database) -----------------------------------------
+
+
+class SessionStart(BaseModel):
+    """Makes sure the project and session rows exist (runs may start outside the API)."""
+
+    session_id: str
+    project_id: str
+    workspace: str
+    workflow_id: str
+    user_request: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SessionPatch(BaseModel):
+    """A change of a session's row; ``event`` is appended only when the change is new, so a
+    retried activity neither duplicates events nor rewinds the row."""
+
+    session_id: str
+    status: str | None = None
+    current_agent: str | None = None
+    agents_md_content: str | None = None
+    final_summary: str | None = None
+    outcome: str | None = None
+    error: str | None = None
+    usage: dict[str, Any] | None = None
+    finished: bool = False
+    event: str | None = None
+    event_payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class MessageRecord(BaseModel):
+    role: Literal["user", "assistant", "system", "tool"]
+    content: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConversationRecord(BaseModel):
+    """One stage iteration: opened when the stage starts, closed with its transcript and report."""
+
+    session_id: str
+    role: str
+    iteration: int
+    status: Literal["running", "completed", "failed", "cancelled"]
+    report: dict[str, Any] | None = None
+    messages: list[MessageRecord] = Field(default_factory=list)
+    event_payload: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.session_id}:{self.role}:{self.iteration}"

@@ -7,6 +7,7 @@ from pathlib import Path
 from temporalio.testing import ActivityEnvironment
 
 from activities.codex import CodexRunner
+from activities.records import Recorder
 from config import Settings
 from devkit.responses_server import Message, Patch, ScriptedResponsesServer, ToolCall, Turn
 from workflows.types import CodexTaskInput
@@ -20,14 +21,16 @@ def real_codex(settings: Settings, server: ScriptedResponsesServer) -> Settings:
     )
 
 
-async def test_real_codex_exec_command_and_apply_patch(settings: Settings, workspace: Path) -> None:
+async def test_real_codex_exec_command_and_apply_patch(
+    settings: Settings, recorder: Recorder, workspace: Path
+) -> None:
     script: list[Turn] = [
         ToolCall("exec_command", {"cmd": "printf 'hello\\n' > hello.txt", "login": False}),
         Patch(PATCH),
         Message("Created hello.txt and src/util.py."),
     ]
     with ScriptedResponsesServer(script, usage=(150, 25)) as server:
-        runner = CodexRunner(real_codex(settings, server))
+        runner = CodexRunner(real_codex(settings, server), recorder)
         result = await ActivityEnvironment().run(
             runner.run,
             CodexTaskInput(task_id="real-1", workspace=str(workspace), prompt="Create the files."),
@@ -44,14 +47,16 @@ async def test_real_codex_exec_command_and_apply_patch(settings: Settings, works
     assert "Create the files." in str(server.requests[0]["input"])
 
 
-async def test_real_codex_sees_no_secrets(settings: Settings, workspace: Path, monkeypatch) -> None:
+async def test_real_codex_sees_no_secrets(
+    settings: Settings, recorder: Recorder, workspace: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-never-leak-this")
     script: list[Turn] = [
         ToolCall("exec_command", {"cmd": "env > env.txt", "login": False}),
         Message("ok"),
     ]
     with ScriptedResponsesServer(script) as server:
-        runner = CodexRunner(real_codex(settings, server))
+        runner = CodexRunner(real_codex(settings, server), recorder)
         await ActivityEnvironment().run(
             runner.run,
             CodexTaskInput(task_id="real-2", workspace=str(workspace), prompt="Dump env."),

@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.codex import CodexRunner, codex_command, codex_env
+from activities.records import Recorder
 from activities.workspace import checkpoint
 from config import Settings
 from workflows.types import CodexResult, CodexTaskInput
@@ -42,8 +43,16 @@ async def wait_for(predicate, within: float = 10.0) -> None:
     raise AssertionError("condition not met in time")
 
 
-async def test_runs_codex_and_reports_compact_result(settings: Settings, workspace: Path) -> None:
-    runner = CodexRunner(settings)
+async def codex_events(recorder: Recorder, task_id: str = "t1") -> list[dict]:
+    """What codex printed for a task, from the event log."""
+    events = await recorder.events.read(task_id, limit=10_000)
+    return [event.payload for event in events if event.kind == "codex.event"]
+
+
+async def test_runs_codex_and_reports_compact_result(
+    settings: Settings, recorder: Recorder, workspace: Path
+) -> None:
+    runner = CodexRunner(settings, recorder)
     result: CodexResult = await ActivityEnvironment().run(
         runner.run,
         task(
@@ -62,8 +71,8 @@ async def test_runs_codex_and_reports_compact_result(settings: Settings, workspa
     assert result.thread_id and result.duration_s > 0
     assert "src/app.py" in result.output_tail
 
-    # The full output is kept on disk, in the order codex printed it.
-    lines = [json.loads(line) for line in Path(str(result.output_path)).read_text().splitlines()]
+    # The full output is in the event log, in the order codex printed it.
+    lines = await codex_events(recorder)
     kinds = [line["type"] for line in lines]
     assert kinds[0] == "thread.started" and kinds[-1] == "turn.completed"
     assert result.events == len(lines)
@@ -75,11 +84,13 @@ async def test_runs_codex_and_reports_compact_result(settings: Settings, workspa
     assert len(commands) == 3
 
 
-async def test_heartbeats_carry_progress(settings: Settings, workspace: Path) -> None:
+async def test_heartbeats_carry_progress(
+    settings: Settings, recorder: Recorder, workspace: Path
+) -> None:
     beats: list = []
     env = ActivityEnvironment()
     env.on_heartbeat = lambda *details: beats.append(details[0])
-    await env.run(CodexRunner(settings).run, task(workspace, "delay=0.25", "events=6"))
+    await env.run(CodexRunner(settings, recorder).run, task(workspace, "delay=0.25", "events=6"))
     assert len(beats) >= 3
     assert all(b["base_commit"] for b in beats)
     counts = [b["events"] for b in beats]
@@ -87,19 +98,23 @@ async def test_heartbeats_carry_progress(settings: Settings, workspace: Path) ->
     assert any(b["pid"] for b in beats)
 
 
-async def test_garbage_lines_are_tolerated(settings: Settings, workspace: Path) -> None:
-    result = await ActivityEnvironment().run(CodexRunner(settings).run, task(workspace, "garbage"))
+async def test_garbage_lines_are_tolerated(
+    settings: Settings, recorder: Recorder, workspace: Path
+) -> None:
+    result = await ActivityEnvironment().run(
+        CodexRunner(settings, recorder).run, task(workspace, "garbage")
+    )
     assert result.success
-    raw = Path(str(result.output_path)).read_text()
-    assert any(not line.startswith("{") for line in raw.splitlines())
+    assert any(line["type"] == "garbage" for line in await codex_events(recorder))
 
 
 async def test_nonzero_exit_is_a_failure_carrying_codex_error(
-    settings: Settings, workspace: Path
+    settings: Settings, recorder: Recorder, workspace: Path
 ) -> None:
     with pytest.raises(ApplicationError) as err:
         await ActivityEnvironment().run(
-            CodexRunner(settings).run, task(workspace, "error=model refused the request", "exit=3")
+            CodexRunner(settings, recorder).run,
+            task(workspace, "error=model refused the request", "exit=3"),
         )
     assert err.value.type == "CodexFailed" and not err.value.non_retryable
     assert "model refused the request" in str(err.value) and "exit 3" in str(err.value)
@@ -107,14 +122,20 @@ async def test_nonzero_exit_is_a_failure_carrying_codex_error(
     assert details["exit_code"] == 3 and details["success"] is False
 
 
-async def test_cancel_ends_the_process_group(settings: Settings, workspace: Path) -> None:
+async def test_cancel_ends_the_process_group(
+    settings: Settings, recorder: Recorder, workspace: Path
+) -> None:
     env = ActivityEnvironment()
     beats: list = []
     env.on_heartbeat = lambda *d: beats.append(d[0])
-    run = asyncio.create_task(env.run(CodexRunner(settings).run, task(workspace, "child", "hang")))
-    output = settings.codex_output_dir / "t1" / "attempt-1.jsonl"
-    await wait_for(lambda: output.exists() and "child_pid=" in output.read_text())
-    found = re.search(r"child_pid=(\d+)", output.read_text())
+    run = asyncio.create_task(
+        env.run(CodexRunner(settings, recorder).run, task(workspace, "child", "hang"))
+    )
+    found = None
+    for _ in range(200):
+        if found := re.search(r"child_pid=(\d+)", json.dumps(await codex_events(recorder))):
+            break
+        await asyncio.sleep(0.05)
     assert found
     child = int(found.group(1))
     codex_pid = next(b["pid"] for b in reversed(beats) if b["pid"])
@@ -127,14 +148,14 @@ async def test_cancel_ends_the_process_group(settings: Settings, workspace: Path
 
 
 async def test_sigkill_after_grace_when_codex_ignores_sigterm(
-    settings: Settings, workspace: Path
+    settings: Settings, recorder: Recorder, workspace: Path
 ) -> None:
     settings = settings.model_copy(update={"codex_kill_grace_s": 0.5})
     env = ActivityEnvironment()
     beats: list = []
     env.on_heartbeat = lambda *d: beats.append(d[0])
     run = asyncio.create_task(
-        env.run(CodexRunner(settings).run, task(workspace, "ignore_term", "hang"))
+        env.run(CodexRunner(settings, recorder).run, task(workspace, "ignore_term", "hang"))
     )
     await wait_for(lambda: any(b["pid"] for b in beats))
     await asyncio.sleep(0.3)  # let the fake install its SIGTERM handler
@@ -145,18 +166,20 @@ async def test_sigkill_after_grace_when_codex_ignores_sigterm(
     assert not alive(pid)
 
 
-async def test_timeout_stops_codex(settings: Settings, workspace: Path) -> None:
+async def test_timeout_stops_codex(settings: Settings, recorder: Recorder, workspace: Path) -> None:
     env = ActivityEnvironment()
     beats: list = []
     env.on_heartbeat = lambda *d: beats.append(d[0])
     with pytest.raises(ApplicationError) as err:
-        await env.run(CodexRunner(settings).run, task(workspace, "hang", timeout_s=1))
+        await env.run(CodexRunner(settings, recorder).run, task(workspace, "hang", timeout_s=1))
     assert err.value.type == "CodexTimeout"
     pid = next(b["pid"] for b in beats if b["pid"])
     assert not alive(pid)
 
 
-async def test_retry_restores_the_starting_checkpoint(settings: Settings, workspace: Path) -> None:
+async def test_retry_restores_the_starting_checkpoint(
+    settings: Settings, recorder: Recorder, workspace: Path
+) -> None:
     (workspace / "log.txt").write_text("base\n")
     base = (await checkpoint(workspace, "base")).commit
     # What a crashed first attempt left behind: a half-done edit and a stray file.
@@ -165,7 +188,9 @@ async def test_retry_restores_the_starting_checkpoint(settings: Settings, worksp
 
     env = ActivityEnvironment()
     env.info = dataclasses.replace(env.info, attempt=2, heartbeat_details=[{"base_commit": base}])
-    result = await env.run(CodexRunner(settings).run, task(workspace, "append=log.txt:second\\n"))
+    result = await env.run(
+        CodexRunner(settings, recorder).run, task(workspace, "append=log.txt:second\\n")
+    )
     assert (workspace / "log.txt").read_text() == "base\nsecond\n"
     assert not (workspace / "stray.txt").exists()
     assert result.attempt == 2 and result.changed_files == ["log.txt"]
@@ -180,14 +205,14 @@ async def test_retry_restores_the_starting_checkpoint(settings: Settings, worksp
     ],
 )
 async def test_configuration_errors_are_not_retryable(
-    settings: Settings, workspace: Path, change: dict, error_type: str
+    settings: Settings, recorder: Recorder, workspace: Path, change: dict, error_type: str
 ) -> None:
     settings = settings.model_copy(update={k: v for k, v in change.items() if k == "codex_bin"})
     request = task(workspace).model_copy(
         update={k: v for k, v in change.items() if k != "codex_bin"}
     )
     with pytest.raises(ApplicationError) as err:
-        await ActivityEnvironment().run(CodexRunner(settings).run, request)
+        await ActivityEnvironment().run(CodexRunner(settings, recorder).run, request)
     assert err.value.type == error_type and err.value.non_retryable
     assert "CODEXFLOW_" in str(err.value) or error_type != "CodexNotInstalled"
 

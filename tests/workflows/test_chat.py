@@ -7,7 +7,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +24,14 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.openai_agents.testing import ResponseBuilders, TestModelProvider
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer
 
-from activities.codex import CodexRunner
-from activities.tools import AgentTools
-from activities.workspace import WorkspaceActivities
 from config import Settings
 from crew.roles import Role
 from devkit.agent_model import ScriptedAgentModel, Turn, tool
 from tests.activities.test_codex_runner import alive, wait_for
 from tests.conftest import temporal_address
-from worker import agents_plugin
+from worker import agents_plugin, build_worker
 from workflows.chat import AgentChatWorkflow, chat_workflow_id, trim_history
 from workflows.types import ChatInput, ChatMessage, ChatReply, ChatStatus
 
@@ -127,25 +123,7 @@ async def start(
                 temporal_address(temporal_dev),
                 plugins=[agents_plugin(settings, provider=TestModelProvider(model))],
             )
-            codex, git, tools = (
-                CodexRunner(settings),
-                WorkspaceActivities(settings),
-                AgentTools(settings),
-            )
-            worker = Worker(
-                client,
-                task_queue=task_queue,
-                workflows=[AgentChatWorkflow],
-                activities=[
-                    codex.run,
-                    git.checkpoint,
-                    tools.read_file,
-                    tools.list_files,
-                    tools.read_agents_md,
-                ],
-                graceful_shutdown_timeout=timedelta(seconds=5),
-            )
-            await stack.enter_async_context(worker)
+            await stack.enter_async_context(build_worker(client, settings, task_queue=task_queue))
             project = uuid.uuid4().hex[:8]
             handle = await client.start_workflow(
                 AgentChatWorkflow.run,

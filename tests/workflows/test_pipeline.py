@@ -4,74 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
 from temporalio.client import (
-    Client,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
 from temporalio.exceptions import CancelledError
-from temporalio.openai_agents.testing import TestModelProvider
 from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
 
 from activities.workspace import git
-from config import Settings
 from crew.reports import BuildReport, PlanReport, QAReport, ReadinessReport
 from devkit.agent_model import AGENTS_MD, ScriptedAgentModel, pipeline_script
 from tests.activities.test_codex_runner import alive, wait_for
-from tests.conftest import temporal_address
-from worker import agents_plugin, build_worker
+from tests.workflows.conftest import Start
 from workflows.pipeline import PipelineWorkflow
 from workflows.types import (
     Decision,
-    PipelineInput,
-    PipelineOptions,
     PipelineResult,
     Review,
     ReviewSignal,
 )
-
-Start = Callable[..., Awaitable[WorkflowHandle]]
-
-
-async def pipeline_client(env: WorkflowEnvironment, settings: Settings, model) -> Client:
-    return await Client.connect(
-        temporal_address(env), plugins=[agents_plugin(settings, provider=TestModelProvider(model))]
-    )
-
-
-@pytest.fixture
-async def start(
-    temporal_dev: WorkflowEnvironment, settings: Settings, task_queue: str, workspace: Path
-) -> AsyncIterator[Callable[..., Awaitable[WorkflowHandle]]]:
-    """start(model, **options) → a handle of a pipeline run served by an in-process worker."""
-    async with AsyncExitStack() as stack:
-
-        async def _start(model: ScriptedAgentModel, **options) -> WorkflowHandle:
-            client = await pipeline_client(temporal_dev, settings, model)
-            await stack.enter_async_context(build_worker(client, settings, task_queue=task_queue))
-            session = uuid.uuid4().hex[:8]
-            return await client.start_workflow(
-                PipelineWorkflow.run,
-                PipelineInput(
-                    session_id=session,
-                    project_id="p1",
-                    workspace=str(workspace),
-                    user_request="Build a calculator module with tests.",
-                    options=PipelineOptions(codex_heartbeat_s=2, **options),
-                ),
-                id=f"session-{session}",
-                task_queue=task_queue,
-            )
-
-        yield _start
 
 
 def stages(result: PipelineResult) -> list[str]:

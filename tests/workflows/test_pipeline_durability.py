@@ -13,16 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
 from temporalio.openai_agents.testing import TestModelProvider
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from activities.records import Recorder
 from config import Settings
 from devkit.agent_model import ScriptedAgentModel, pipeline_script
 from devkit.brain import PipelineBrain, count_by_role
 from devkit.processes import FAKE_CODEX, spawn_worker
 from devkit.responses_server import ScriptedResponsesServer, ToolCall, Turn
+from store.db import make_engine
+from store.models import CodexTask, Conversation, Message
+from store.schema import upgrade
 from tests.activities.test_codex_runner import alive, wait_for
 from tests.conftest import BIN, SEARCH_ATTRIBUTE_ARGS, temporal_address
 from tests.workflows.test_pipeline import wait_for_review
@@ -110,6 +115,26 @@ async def test_worker_killed_mid_stage_repeats_no_finished_model_turn(
     assert 0 < requests_before_restart < len(llm.requests)
     assert "def divide" in (workspace / "calc.py").read_text()
 
+    # The trail has no duplicated rows or events despite the crash.
+    engine = make_engine(settings.database_url)
+    try:
+        recorder = Recorder(engine)
+        async with recorder.sessions() as db:
+            conversations = (await db.scalars(select(Conversation))).all()
+            assert sorted(c.agent_type for c in conversations) == sorted(
+                ["planner", "builder", "qa_qc", "prod_ready"]
+            )
+            messages = (await db.scalars(select(Message))).all()
+            assert len({(m.conversation_id, m.seq) for m in messages}) == len(messages)
+            assert len((await db.scalars(select(CodexTask))).all()) == 4
+        kinds = [e.kind for e in await recorder.events.read(data.session_id, limit=10_000)]
+        assert kinds.count("session.started") == kinds.count("session.finished") == 1
+        assert kinds.count("stage.started") == kinds.count("stage.completed") == 4
+        # The interrupted codex task started twice (two attempts) and finished once.
+        assert kinds.count("codex.started") == 5 and kinds.count("codex.finished") == 4
+    finally:
+        await engine.dispose()
+
 
 async def test_recorded_history_replays(settings: Settings) -> None:
     """Guards determinism: a full run recorded earlier must replay against today's code."""
@@ -158,9 +183,10 @@ async def record_history() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         settings = Settings(
-            workspaces_root=root / "ws", codex_home=root / "home", codex_output_dir=root / "out",
+            workspaces_root=root / "ws", codex_home=root / "home", database_url=f"sqlite+aiosqlite:///{root}/codexflow.db",
             codex_bin=str(FAKE_CODEX),
         )  # fmt: skip
+        await upgrade(settings.database_url)
         workspace = root / "ws" / "project"
         await create_workspace(workspace)
         env = await WorkflowEnvironment.start_local(

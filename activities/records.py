@@ -1,0 +1,190 @@
+"""Record activities: the workflows' writes to the database, each idempotent.
+
+Row ids are derived in the workflow (session id, ``role:iteration``, codex task id), and every event
+that marks a change is appended in the same transaction as the change, only when the change is new.
+A retried activity therefore finds its work done and writes nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from temporalio import activity
+
+from store.db import make_sessionmaker
+from store.events import EventLog, NewEvent
+from store.models import CodexTask, Conversation, Message, Project, RunSession, utcnow
+from workflows.types import (
+    CodexResult,
+    CodexTaskInput,
+    ConversationRecord,
+    SessionPatch,
+    SessionStart,
+)
+
+__all__ = ["Recorder", "RecordActivities"]
+
+_TERMINAL = ("completed", "failed", "cancelled")
+
+
+class Recorder:
+    """Database writes shared by the record activities and the codex runner."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.sessions = make_sessionmaker(engine)
+        self.events = EventLog(engine)
+
+    async def _append(self, db: AsyncSession, events: Sequence[NewEvent]) -> None:
+        """Append in ``db``'s transaction, so the event exists exactly when the change does."""
+        await self.events.append_on(await db.connection(), events)
+
+    # --- sessions --------------------------------------------------------------------------------
+
+    async def start_session(self, start: SessionStart) -> None:
+        async with self.sessions.begin() as db:
+            if await db.get(Project, start.project_id) is None:
+                db.add(Project(id=start.project_id, name=start.project_id,
+                               workspace_path=start.workspace))  # fmt: skip
+                await db.flush()
+            row = await db.get(RunSession, start.session_id)
+            if row is None:
+                row = RunSession(
+                    id=start.session_id,
+                    project_id=start.project_id,
+                    workflow_id=start.workflow_id,
+                    title=start.user_request[:100],
+                    user_request=start.user_request,
+                    options=start.options,
+                )
+                db.add(row)
+            if row.started_at is None:
+                row.status, row.started_at = "running", utcnow()
+                await db.flush()
+                await self._append(db, [NewEvent(start.session_id, "session.started", {})])
+
+    async def patch_session(self, patch: SessionPatch) -> None:
+        values: dict[str, Any] = {
+            k: v
+            for k, v in patch.model_dump(
+                include={
+                    "status",
+                    "current_agent",
+                    "agents_md_content",
+                    "final_summary",
+                    "outcome",
+                    "error",
+                    "usage",
+                }  # fmt: skip
+            ).items()
+            if v is not None
+        }
+        if patch.finished:
+            values["completed_at"] = utcnow()
+        async with self.sessions.begin() as db:
+            row = await db.get(RunSession, patch.session_id, with_for_update=True)
+            if row is None:
+                raise LookupError(f"session {patch.session_id} has no row")
+            changed = any(getattr(row, k) != v for k, v in values.items() if k != "completed_at")
+            if row.status in _TERMINAL and patch.status not in (None, row.status):
+                return  # a finished session is never reopened by a late retry
+            if not changed and not (patch.finished and row.completed_at is None):
+                return
+            await db.execute(update(RunSession).where(RunSession.id == row.id).values(**values))
+            if patch.event:
+                await self._append(
+                    db, [NewEvent(patch.session_id, patch.event, patch.event_payload)]
+                )
+
+    # --- conversations ---------------------------------------------------------------------------
+
+    async def record_conversation(self, record: ConversationRecord) -> None:
+        async with self.sessions.begin() as db:
+            row = await db.get(Conversation, record.id, with_for_update=True)
+            payload = {"stage": record.role, "iteration": record.iteration, **record.event_payload}
+            if row is None:
+                db.add(Conversation(id=record.id, session_id=record.session_id,
+                                    agent_type=record.role, iteration=record.iteration))  # fmt: skip
+                await db.flush()
+                await self._append(db, [NewEvent(record.session_id, "stage.started", payload)])
+                row = await db.get(Conversation, record.id)
+                assert row is not None
+            if record.status == "running" or row.status == record.status:
+                return
+            row.status, row.ended_at, row.report = record.status, utcnow(), record.report
+            known = set(
+                (
+                    await db.scalars(select(Message.seq).where(Message.conversation_id == row.id))
+                ).all()
+            )
+            for seq, message in enumerate(record.messages):
+                if seq not in known:
+                    db.add(Message(id=f"{row.id}:{seq}", conversation_id=row.id, seq=seq,
+                                   role=message.role, content=message.content,
+                                   message_metadata=message.metadata))  # fmt: skip
+            await db.flush()
+            await self._append(db, [NewEvent(record.session_id, f"stage.{record.status}", payload)])
+
+    # --- codex tasks (called by the codex runner) -------------------------------------------------
+
+    async def codex_started(self, task: CodexTaskInput, attempt: int, pid: int | None) -> None:
+        async with self.sessions.begin() as db:
+            row = await db.get(CodexTask, task.task_id, with_for_update=True)
+            if row is None:
+                row = CodexTask(id=task.task_id, session_id=task.session_id, agent_type=task.role,
+                                prompt=task.prompt, working_directory=task.workspace)  # fmt: skip
+                db.add(row)
+            elif row.attempt == attempt:
+                return  # this attempt is already recorded (a repeated call never reopens it)
+            row.status, row.attempt, row.process_id = "running", attempt, pid
+            row.started_at = row.started_at or utcnow()
+            await db.flush()
+            await self._append(db, [self.codex_event(task, attempt, "codex.started", {"pid": pid})])
+
+    async def codex_finished(
+        self,
+        task: CodexTaskInput,
+        attempt: int,
+        status: str,
+        result: CodexResult | None = None,
+        error: str | None = None,
+        stderr_tail: str | None = None,
+    ) -> None:
+        async with self.sessions.begin() as db:
+            row = await db.get(CodexTask, task.task_id, with_for_update=True)
+            if row is None or (row.status == status and row.attempt == attempt):
+                return
+            row.status, row.attempt, row.completed_at = status, attempt, utcnow()
+            row.stderr_tail = stderr_tail
+            if result is not None:
+                row.exit_code, row.thread_id = result.exit_code, result.thread_id
+                row.final_message, row.output_files = result.final_message, result.changed_files
+                row.usage = result.usage.model_dump()
+            payload: dict[str, Any] = {"status": status, "error": error}
+            if result is not None:
+                payload |= {"exit_code": result.exit_code, "changed_files": result.changed_files}
+            await db.flush()
+            await self._append(db, [self.codex_event(task, attempt, "codex.finished", payload)])
+
+    @staticmethod
+    def codex_event(task: CodexTaskInput, attempt: int, kind: str, payload: dict) -> NewEvent:
+        return NewEvent(task.session_id or task.task_id, kind, payload, task.task_id, attempt)
+
+
+class RecordActivities:
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    @activity.defn(name="record_session_start")
+    async def session_start(self, start: SessionStart) -> None:
+        await self.recorder.start_session(start)
+
+    @activity.defn(name="record_session")
+    async def session(self, patch: SessionPatch) -> None:
+        await self.recorder.patch_session(patch)
+
+    @activity.defn(name="record_conversation")
+    async def conversation(self, record: ConversationRecord) -> None:
+        await self.recorder.record_conversation(record)

@@ -1,0 +1,1 @@
+"""Records: SQLAlchemy models, the engine, Alembic migrations, and the session event log."""

@@ -1,0 +1,55 @@
+"""Pipeline fixtures: a run served by an in-process worker with a scripted model."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.openai_agents.testing import TestModelProvider
+from temporalio.testing import WorkflowEnvironment
+
+from config import Settings
+from devkit.agent_model import ScriptedAgentModel
+from tests.conftest import temporal_address
+from worker import agents_plugin, build_worker
+from workflows.pipeline import PipelineWorkflow
+from workflows.types import PipelineInput, PipelineOptions
+
+Start = Callable[..., Awaitable[WorkflowHandle]]
+
+
+async def pipeline_client(env: WorkflowEnvironment, settings: Settings, model) -> Client:
+    return await Client.connect(
+        temporal_address(env), plugins=[agents_plugin(settings, provider=TestModelProvider(model))]
+    )
+
+
+@pytest.fixture
+async def start(
+    temporal_dev: WorkflowEnvironment, settings: Settings, task_queue: str, workspace: Path
+) -> AsyncIterator[Callable[..., Awaitable[WorkflowHandle]]]:
+    """start(model, **options) → a handle of a pipeline run served by an in-process worker."""
+    async with AsyncExitStack() as stack:
+
+        async def _start(model: ScriptedAgentModel, **options) -> WorkflowHandle:
+            client = await pipeline_client(temporal_dev, settings, model)
+            await stack.enter_async_context(build_worker(client, settings, task_queue=task_queue))
+            session = uuid.uuid4().hex[:8]
+            return await client.start_workflow(
+                PipelineWorkflow.run,
+                PipelineInput(
+                    session_id=session,
+                    project_id="p1",
+                    workspace=str(workspace),
+                    user_request="Build a calculator module with tests.",
+                    options=PipelineOptions(codex_heartbeat_s=2, **options),
+                ),
+                id=f"session-{session}",
+                task_queue=task_queue,
+            )
+
+        yield _start
