@@ -45,6 +45,7 @@ test: check postgres
 bench: setup
 	$(BIN)/python bench/codex_overhead.py
 	$(BIN)/python bench/pipeline_overhead.py
+	$(BIN)/python bench/events.py
 
 clean:
 	rm -rf .venv node_modules .codexflow
