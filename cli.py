@@ -127,6 +127,35 @@ def worker(
     worker_module.run(upgrade=upgrade_db)
 
 
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    upgrade_db: Annotated[bool, typer.Option(help="migrate the database first if needed")] = False,
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from api.app import create_app
+    from store.schema import SchemaOutOfDate, check_schema
+
+    settings = get_settings()
+    if settings.api_token is None and host not in ("127.0.0.1", "localhost", "::1"):
+        typer.secho(
+            f"no CODEXFLOW_API_TOKEN: binding 127.0.0.1 only instead of {host}; "
+            "set a token to serve other hosts",
+            fg="yellow",
+            err=True,
+        )
+        host = "127.0.0.1"
+    try:
+        asyncio.run(check_schema(settings, upgrade=upgrade_db))
+    except SchemaOutOfDate as err:
+        raise typer.BadParameter(f"{err} (or pass --upgrade-db)") from None
+    typer.echo(f"codexflow API on http://{host}:{port} (docs: http://{host}:{port}/docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
 # --- one codex task ----------------------------------------------------------------------------
 
 

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
 
     # API
     api_token: SecretStr | None = None
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    cors_origins: list[str] = Field(
+        default_factory=lambda: ["http://localhost:3000", "http://localhost:5173"]
+    )
 
     def workspace_root(self) -> Path:
         return self.workspaces_root.resolve()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             value = value.get_secret_value()
         elif isinstance(value, Path):
             value = value.resolve()
+        elif isinstance(value, list | dict):
+            value = json.dumps(value)  # pydantic-settings reads complex values as JSON
         env[f"CODEXFLOW_{name.upper()}"] = str(value)
     return env
 

@@ -20,6 +20,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
+from activities.codex import find_codex_binary
 from activities.records import Recorder
 from activities.workspace import create_workspace
 from config import Settings
@@ -71,6 +72,11 @@ async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
+
+
+def real_codex_bin() -> str:
+    """The real codex binary npm installed (or $CODEXFLOW_CODEX_BIN)."""
+    return str(find_codex_binary(Settings(codex_bin=os.environ.get("CODEXFLOW_CODEX_BIN"))))
 
 
 def temporal_address(env: WorkflowEnvironment) -> str:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
@@ -59,3 +61,36 @@ def test_task_rejects_bad_input(settings: Settings, tmp_path: Path) -> None:
     sandbox = codexflow(settings, "task", "go", "--workspace", "x", "--sandbox", "yolo")
     assert sandbox.returncode == 2 and "unknown sandbox" in sandbox.stderr
     assert not (settings.workspaces_root / "x").exists()
+
+
+async def test_api_without_a_token_binds_loopback_only(settings: Settings, tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEXFLOW_")}
+    server = subprocess.Popen(  # noqa: ASYNC220 - a server for the test's lifetime
+        [sys.executable, "-m", "cli", "api", "--host", "0.0.0.0", "--port", str(port)],
+        env={**env, **settings_env(settings), "COLUMNS": "400"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        health = None
+        async with httpx.AsyncClient(timeout=20) as client:
+            for _ in range(300):
+                try:
+                    health = await client.get(f"http://127.0.0.1:{port}/api/health")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=20)
+    assert health is not None, stderr
+    assert health.status_code == 200 and health.json()["database"]["ok"]
+    assert "binding 127.0.0.1 only instead of 0.0.0.0" in stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

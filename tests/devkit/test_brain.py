@@ -28,6 +28,7 @@ from devkit.brain import (
     speaker_of,
 )
 from devkit.responses_server import HttpError, Message, Patch, ScriptedResponsesServer, ToolCall
+from tests.conftest import real_codex_bin as codex_bin
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_CODEX = ROOT / "devkit" / "fake_codex.py"
@@ -39,14 +40,6 @@ REPORTS: dict[Role, type[BaseModel]] = {
     Role.QA_QC: QAReport,
     Role.PROD_READY: ReadinessReport,
 }
-
-
-def codex_bin() -> str:
-    """The real codex binary: $CODEXFLOW_CODEX_BIN, else the one npm installed."""
-    default = (
-        ROOT / "node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"
-    )
-    return os.environ.get("CODEXFLOW_CODEX_BIN", str(default))
 
 
 @pytest.fixture

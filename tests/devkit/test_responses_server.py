@@ -29,17 +29,10 @@ from devkit.responses_server import (
     Turn,
     turn_from_json,
 )
+from tests.conftest import real_codex_bin as codex_bin
 
 ROOT = Path(__file__).resolve().parents[2]
 CODEX_TIMEOUT_S = 60
-
-
-def codex_bin() -> str:
-    """The real codex binary: $CODEXFLOW_CODEX_BIN, else the one npm installed."""
-    default = (
-        ROOT / "node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"
-    )
-    return os.environ.get("CODEXFLOW_CODEX_BIN", str(default))
 
 
 @pytest.fixture

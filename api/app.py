@@ -1,0 +1,106 @@
+"""The FastAPI application: ``create_app(settings)``; ``codexflow api`` serves it with uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request, status
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import require_token
+from api.routes import files, health, projects
+from config import Settings, get_settings
+from store.db import make_engine, make_sessionmaker
+from store.schema import check_schema
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("codexflow.api")
+
+
+class TemporalConnector:
+    """Connects to Temporal on first use (and again after a failure), so the API starts without it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Client:
+        async with self._lock:
+            if self._client is None:
+                from worker import connect
+
+                self._client = await asyncio.wait_for(connect(self.settings), timeout=5)
+            return self._client
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await check_schema(settings)
+        engine = make_engine(settings.database_url)
+        app.state.settings = settings
+        app.state.sessions = make_sessionmaker(engine)
+        app.state.temporal = TemporalConnector(settings)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="codexflow",
+        summary="Durable multi-agent software delivery: Planner → Builder → QA → ProdReady on Temporal",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
+    app.include_router(health.router)
+    for router in (projects.router, files.router):
+        app.include_router(router, dependencies=[Depends(require_token)])
+    _error_handlers(app)
+    return app
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Unreachable dependencies answer 503 with a message, never a 500 with a stack trace."""
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def database_down(request: Request, err: Exception) -> JSONResponse:
+        log.warning("database error on %s: %s", request.url.path, type(err).__name__)
+        return JSONResponse(
+            {"detail": "the database is unavailable; try again shortly"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+    @app.exception_handler(RPCError)
+    async def temporal_error(request: Request, err: Exception) -> JSONResponse:
+        assert isinstance(err, RPCError)
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return JSONResponse({"detail": err.message}, status_code=status.HTTP_404_NOT_FOUND)
+        return JSONResponse(
+            {"detail": f"Temporal is unavailable: {err.message}"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+    @app.exception_handler(TimeoutError)
+    async def temporal_timeout(request: Request, err: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "Temporal did not answer in time"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )

@@ -1,0 +1,1 @@
+"""One router per resource; each stays thin and leaves the work to the database and Temporal."""

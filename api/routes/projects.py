@@ -1,0 +1,79 @@
+"""Projects: each one a git workspace under CODEXFLOW_WORKSPACES_ROOT."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlalchemy import func, select
+
+from activities.workspace import create_workspace
+from api.deps import DbDep, SettingsDep
+from api.schemas import Deleted, ProjectCreate, ProjectList, ProjectResponse
+from store.models import Project, new_id
+
+router = APIRouter(prefix="/api/projects", tags=["Projects"])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such project"}}
+
+
+async def get_project_or_404(db: DbDep, project_id: str, active_only: bool = True) -> Project:
+    project = await db.get(Project, project_id)
+    if project is None or (active_only and not project.is_active):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"project {project_id} not found")
+    return project
+
+
+@router.post("/", response_model=ProjectResponse, status_code=status.HTTP_201_CREATED)
+async def create_project(body: ProjectCreate, db: DbDep, settings: SettingsDep) -> Project:
+    """Create a project and its workspace (a git repository with an initial commit)."""
+    project_id = new_id()
+    workspace = settings.workspace_root() / project_id
+    await create_workspace(workspace)
+    project = Project(
+        id=project_id,
+        name=body.name,
+        description=body.description,
+        workspace_path=str(workspace),
+        settings=body.settings,
+    )
+    db.add(project)
+    try:
+        await db.commit()
+    except BaseException:
+        # No row, no workspace: a failed create leaves nothing behind.
+        shutil.rmtree(workspace, ignore_errors=True)
+        raise
+    return project
+
+
+@router.get("/", response_model=ProjectList)
+async def list_projects(
+    db: DbDep,
+    skip: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    active_only: bool = True,
+) -> ProjectList:
+    query = select(Project)
+    if active_only:
+        query = query.where(Project.is_active.is_(True))
+    total = await db.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = await db.scalars(query.order_by(Project.updated_at.desc()).offset(skip).limit(limit))
+    return ProjectList(
+        projects=[ProjectResponse.model_validate(p) for p in rows.all()], total=total
+    )
+
+
+@router.get("/{project_id}", response_model=ProjectResponse, responses=NOT_FOUND)
+async def get_project(project_id: str, db: DbDep) -> Project:
+    return await get_project_or_404(db, project_id)
+
+
+@router.delete("/{project_id}", response_model=Deleted, responses=NOT_FOUND)
+async def delete_project(project_id: str, db: DbDep) -> Deleted:
+    """Soft delete: the project disappears from listings; its workspace and history stay."""
+    project = await get_project_or_404(db, project_id)
+    project.is_active = False
+    await db.commit()
+    return Deleted(id=project_id)
