@@ -208,6 +208,8 @@ class PipelineWorkflow:
                 "summary": result.final_output.summary,
                 "codex_tasks": record.codex_tasks,
                 "changed_files": record.checkpoint.changed_files,
+                "commit": record.checkpoint.commit,
+                "parent": record.checkpoint.parent,
             },
         )
         self.show_details()
