@@ -173,12 +173,19 @@ class PipelineWorkflow:
         prompt = stage_input(
             role, self.iteration, self.input.user_request, self.stages, fix, feedback
         )
+        await self.patch(status="running", current_agent=role.value)
+        await self.record_stage(role, "running")
         try:
             result = await Runner.run(
                 agent, prompt, context=ctx, max_turns=self.options.max_agent_turns
             )
         except BaseException as err:
-            if is_cancelled_exception(err):
+            cancelled = is_cancelled_exception(err)
+            reason = None if cancelled else innermost_reason(err)
+            await self.record_stage(
+                role, "cancelled" if cancelled else "failed", event_payload={"error": reason}
+            )
+            if cancelled:
                 raise
             raise ApplicationError(
                 f"{role.value} stage failed: {innermost_reason(err)}",

@@ -12,12 +12,14 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.exceptions import CancelledError
+from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError
 
+from activities.records import Recorder
 from activities.workspace import git
 from crew.reports import BuildReport, PlanReport, QAReport, ReadinessReport
 from devkit.agent_model import AGENTS_MD, ScriptedAgentModel, pipeline_script
+from store.models import Conversation, RunSession
 from tests.activities.test_codex_runner import alive, wait_for
 from tests.workflows.conftest import Start
 from workflows.pipeline import PipelineWorkflow
@@ -214,10 +216,13 @@ async def test_cancel_mid_stage_stops_codex(start: Start, workspace: Path) -> No
     assert status.state == "cancelled" and status.stage == "builder"
 
 
-async def test_failing_agent_stage_fails_the_run_with_the_reason(start: Start) -> None:
+async def test_failing_agent_stage_fails_the_run_with_the_reason(
+    start: Start, recorder: Recorder
+) -> None:
     def broken(turn):
         if turn.role == "builder":
-            raise RuntimeError("model exploded")
+            # As the plugin reports a 4xx from the model: not worth retrying.
+            raise ApplicationError("model exploded", non_retryable=True)
         return pipeline_script()(turn)
 
     handle = await start(ScriptedAgentModel(broken))
@@ -226,3 +231,14 @@ async def test_failing_agent_stage_fails_the_run_with_the_reason(start: Start) -
     assert "builder stage failed" in str(err.value.cause) and "model exploded" in str(
         err.value.cause
     )
+
+    # The failure is recorded before the run ends: the stage and the session, with the reason.
+    session_id = handle.id.removeprefix("session-")
+    async with recorder.sessions() as db:
+        session = await db.get(RunSession, session_id)
+        assert session is not None and session.status == "failed"
+        assert session.error and "model exploded" in session.error
+        builder = await db.get(Conversation, f"{session_id}:builder:1")
+        assert builder is not None and builder.status == "failed"
+    kinds = [e.kind for e in await recorder.events.read(session_id)]
+    assert kinds[-2:] == ["stage.failed", "session.failed"]

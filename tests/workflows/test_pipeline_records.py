@@ -25,6 +25,7 @@ async def test_full_run_leaves_the_trail(start: Start, recorder: Recorder) -> No
             and session.agents_md_content == result.agents_md
         )
         assert session.workflow_id == handle.id and session.completed_at is not None
+        assert session.current_agent == "prod_ready"
         assert session.usage["codex"]["input_tokens"] > 0
 
         conversations = (
