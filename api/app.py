@@ -15,9 +15,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import require_token
-from api.routes import files, health, projects
+from api.routes import agents, codex_tasks, events, files, health, projects, sessions, ws
 from config import Settings, get_settings
 from store.db import make_engine, make_sessionmaker
+from store.events import EventLog
 from store.schema import check_schema
 
 __all__ = ["create_app"]
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.sessions = make_sessionmaker(engine)
         app.state.temporal = TemporalConnector(settings)
+        app.state.events = EventLog(engine)
         try:
             yield
         finally:
@@ -70,8 +72,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
     )
     app.include_router(health.router)
-    for router in (projects.router, files.router):
+    for router in (projects.router, files.router, sessions.router, codex_tasks.router):
         app.include_router(router, dependencies=[Depends(require_token)])
+    app.include_router(agents.router, dependencies=[Depends(require_token)])
+    # EventSource and WebSocket clients cannot send headers: these take ?token= as well.
+    app.include_router(events.router, dependencies=[Depends(events.require_token_or_query)])
+    app.include_router(ws.router)  # authenticates in the handlers (close code 4401)
     _error_handlers(app)
     return app
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from workflows.types import AwaitingReview, Decision, PipelineOptions
+
 
 class ProjectCreate(BaseModel):
     name: str = Field(min_length=1, max_length=255, examples=["calculator"])
@@ -84,3 +86,163 @@ class FileTree(BaseModel):
     project_id: str
     entries: list[TreeEntry] = Field(description="depth first, sorted by name; .git is left out")
     truncated: bool = Field(description="true when the workspace has more entries than returned")
+
+
+# --- sessions and codex tasks -------------------------------------------------------------------
+
+
+class SessionCreate(BaseModel):
+    project_id: str = Field(min_length=1, max_length=36)
+    user_request: str = Field(
+        min_length=1, max_length=100_000, examples=["Build a calculator module with tests."]
+    )
+    title: str | None = Field(default=None, max_length=255)
+    options: PipelineOptions | None = Field(
+        default=None, description="how the run behaves; unset fields take their defaults at start"
+    )
+    start: bool = Field(default=False, description="also start the workflow")
+
+
+class LiveStatus(BaseModel):
+    """The running workflow's ``status`` query, as the session answer carries it."""
+
+    state: str
+    stage: str | None
+    iteration: int
+    awaiting: AwaitingReview | None
+    codex_tasks: int
+    tokens_used: int
+
+
+class SessionResponse(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    project_id: str
+    title: str | None
+    user_request: str
+    status: str = Field(
+        examples=["pending"],
+        description="pending, queued, running, waiting_for_review, completed, failed, cancelled",
+    )
+    current_agent: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    agents_md_content: str | None
+    final_summary: str | None
+    workflow_id: str = Field(examples=["session-0b9c…"])
+    options: dict[str, Any]
+    outcome: str | None = Field(description="approved, needs_work, qa_failed or rejected")
+    error: str | None
+    usage: dict[str, Any]
+    started_at: datetime | None = None
+    temporal_ui_url: str | None = None
+    live: LiveStatus | None = Field(
+        default=None, description="the workflow's status query, while it runs"
+    )
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionResponse]
+    total: int = Field(description="sessions matching the filter, across all pages")
+
+
+class SessionStarted(BaseModel):
+    status: str = "started"
+    session_id: str
+    workflow_id: str
+    temporal_ui_url: str
+
+
+class MessageResponse(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    role: str = Field(examples=["assistant"])
+    content: str
+    created_at: datetime
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, validation_alias=AliasChoices("message_metadata", "metadata")
+    )
+
+
+class ConversationResponse(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    agent_type: str = Field(examples=["planner"])
+    iteration: int
+    status: str
+    started_at: datetime
+    ended_at: datetime | None
+    report: dict[str, Any] | None
+    messages: list[MessageResponse]
+
+
+class ReviewAccepted(BaseModel):
+    accepted: bool = True
+    stage: str = Field(examples=["planner"])
+    decision: Decision
+
+
+class Cancelling(BaseModel):
+    status: str = "cancelling"
+    session_id: str
+
+
+class CodexOutputEvent(BaseModel):
+    id: int
+    kind: str = Field(examples=["codex.event"])
+    attempt: int | None
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+class CodexTaskResponse(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    session_id: str | None
+    agent_type: str | None
+    prompt: str
+    working_directory: str
+    status: str = Field(examples=["completed"])
+    attempt: int
+    exit_code: int | None
+    final_message: str | None
+    output_files: list[str]
+    usage: dict[str, Any]
+    started_at: datetime | None
+    completed_at: datetime | None
+    stderr_tail: str | None
+    output: list[CodexOutputEvent] = Field(
+        default_factory=list, description="its codex.event events, after after_id"
+    )
+    next_after_id: int = Field(
+        default=0, description="pass as after_id for the next page (unchanged on an empty page)"
+    )
+
+
+class AgentInfo(BaseModel):
+    role: str = Field(examples=["planner"])
+    name: str
+    description: str
+    handoff_description: str
+
+
+class AgentChatRequest(BaseModel):
+    project_id: str
+    agent_role: str = Field(examples=["builder"])
+    message: str = Field(min_length=1, max_length=100_000)
+    session_id: str | None = Field(
+        default=None,
+        description="accepted for the seed's clients; the chat is per project and role",
+    )
+
+
+class AgentChatResponse(BaseModel):
+    agent_role: str
+    response: str
+    turn: int | None = Field(
+        default=None, description="the chat's turn number, earlier runs included"
+    )

@@ -1,0 +1,262 @@
+"""WebSockets: a session's live events and actions, and one codex task's output as a terminal.
+
+Authentication: the API token as ``?token=`` or an ``Authorization: Bearer`` header. Without a
+valid one the socket is accepted only to be closed at once with code 4401 (a code browsers can
+see; a refused handshake shows them only 1006), before anything is read or streamed.
+
+``/ws/session/{session_id}`` takes JSON messages ``{"action": ...}``:
+
+- ``ping`` → ``{"type": "pong"}``
+- ``subscribe_codex`` (``task_id`` optional, ``after_id`` optional) → the session's events (or one
+  codex task's) as ``{"type": "event", id, kind, payload, ...}``, then ``{"type": "complete"}`` after
+  the end event. Streams run in background tasks: the socket keeps answering other actions.
+- ``start_workflow`` → starts the session's pipeline as ``POST /api/sessions/{id}/start`` does;
+  ``{"type": "workflow_started", ...}``
+- ``chat`` (``agent_role``, ``message``, ``project_id``) → ``{"type": "agent_message", ...}``
+- anything else → ``{"type": "error", "message": ...}``
+
+``/ws/terminal/{task_id}`` sends the codex task's ``codex.event`` events as
+``{"type": "output", "event": <payload>}`` and ``{"type": "complete"}`` when it finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from api.deps import token_matches
+from api.routes.agents import send_chat
+from api.routes.events import StreamTarget, event_json, follow_target, resolve_target
+from store.events import EventLog
+from store.models import CodexTask, RunSession
+
+__all__ = ["router"]
+
+log = logging.getLogger("codexflow.api")
+
+router = APIRouter(prefix="/ws", tags=["WebSockets"])
+
+UNAUTHORIZED = 4401
+NOT_FOUND = 4404
+
+
+def _presented_token(websocket: WebSocket) -> str | None:
+    header = websocket.headers.get("authorization")
+    if header:
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() == "bearer" and credentials:
+            return credentials.strip()
+    return websocket.query_params.get("token")
+
+
+async def _accept_authorized(websocket: WebSocket) -> bool:
+    """Accept the socket; close it with 4401 (and answer False) without a valid token."""
+    authorized = token_matches(websocket.app.state.settings, _presented_token(websocket))
+    await websocket.accept()
+    if not authorized:
+        await websocket.close(code=UNAUTHORIZED, reason="missing or invalid token")
+    return authorized
+
+
+class _Socket:
+    """One connection: sends serialized by a lock, background tasks cancelled at the end."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+        self.lock = asyncio.Lock()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.streams: dict[str, asyncio.Task[None]] = {}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self.lock:
+            if self.websocket.application_state == WebSocketState.CONNECTED:
+                await self.websocket.send_json(message)
+
+    def spawn(self, work: Callable[[], Awaitable[None]], name: str) -> asyncio.Task[None]:
+        async def run() -> None:
+            try:
+                await work()
+            except (WebSocketDisconnect, RuntimeError) as err:
+                log.debug("websocket task %s ended: %r", name, err)
+            except HTTPException as err:
+                with contextlib.suppress(Exception):
+                    await self.send(
+                        {"type": "error", "message": err.detail, "status": err.status_code}
+                    )
+            except Exception as err:
+                log.exception("websocket task %s failed", name)
+                with contextlib.suppress(Exception):
+                    await self.send({"type": "error", "message": f"{type(err).__name__}: {err}"})
+
+        task = asyncio.create_task(run(), name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        for task in list(self.tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+@router.websocket("/session/{session_id}")
+async def session_socket(websocket: WebSocket, session_id: str) -> None:
+    if not await _accept_authorized(websocket):
+        return
+    state = websocket.app.state
+    async with state.sessions() as db:
+        known = await db.get(RunSession, session_id) is not None
+    if not known:
+        await websocket.close(code=NOT_FOUND, reason=f"session {session_id} not found")
+        return
+    sock = _Socket(websocket)
+    try:
+        while True:
+            try:
+                data = await websocket.receive_json()
+            except WebSocketDisconnect:
+                return
+            except ValueError:
+                await sock.send({"type": "error", "message": "messages must be JSON objects"})
+                continue
+            if not isinstance(data, dict):
+                await sock.send({"type": "error", "message": "messages must be JSON objects"})
+                continue
+            await _dispatch(sock, session_id, data)
+    finally:
+        await sock.close()
+
+
+async def _dispatch(sock: _Socket, session_id: str, data: dict[str, Any]) -> None:
+    action = data.get("action")
+    state = sock.websocket.app.state
+    if action == "ping":
+        await sock.send({"type": "pong"})
+    elif action == "subscribe_codex":
+        await _subscribe(sock, session_id, data)
+    elif action == "start_workflow":
+        sock.spawn(lambda: _start_workflow(sock, session_id), f"start-{session_id}")
+    elif action == "chat":
+        project_id, role, message = (
+            data.get("project_id"),
+            data.get("agent_role"),
+            data.get("message"),
+        )
+        if not (isinstance(project_id, str) and isinstance(role, str) and isinstance(message, str)):
+            await sock.send(
+                {"type": "error", "message": "chat needs project_id, agent_role and message"}
+            )
+            return
+
+        async def chat() -> None:
+            reply = await send_chat(state, project_id, role, message)
+            await sock.send(
+                {
+                    "type": "agent_message",
+                    "agent_role": reply.role.value,
+                    "content": reply.response,
+                    "turn": reply.turn,
+                }
+            )
+
+        sock.spawn(chat, f"chat-{project_id}-{role}")
+    else:
+        await sock.send({"type": "error", "message": f"unknown action {action!r}"})
+
+
+async def _subscribe(sock: _Socket, session_id: str, data: dict[str, Any]) -> None:
+    task_id = data.get("task_id")
+    after_id = data.get("after_id", 0)
+    if task_id is not None and not isinstance(task_id, str):
+        await sock.send({"type": "error", "message": "task_id must be a string"})
+        return
+    if not isinstance(after_id, int) or after_id < 0:
+        await sock.send({"type": "error", "message": "after_id must be a non-negative integer"})
+        return
+    target = StreamTarget(session_id, codex_task_id=task_id)
+    key = task_id or ""
+    running = sock.streams.get(key)
+    if running is not None and not running.done():
+        await sock.send({"type": "subscribed", "task_id": task_id, "already": True})
+        return
+    events: EventLog = sock.websocket.app.state.events
+
+    async def stream() -> None:
+        async with contextlib.aclosing(follow_target(events, target, after_id)) as followed:
+            async for event in followed:
+                assert event is not None  # no keepalive asked for
+                await sock.send({"type": "event", **event_json(event)})
+        await sock.send({"type": "complete", "task_id": task_id})
+
+    await sock.send({"type": "subscribed", "task_id": task_id})
+    sock.streams[key] = sock.spawn(stream, f"events-{session_id}-{key}")
+
+
+async def _start_workflow(sock: _Socket, session_id: str) -> None:
+    # The same path as POST /api/sessions/{id}/start.
+    from api.routes.sessions import _start
+
+    websocket = sock.websocket
+    async with websocket.app.state.sessions() as db:
+        row = await db.get(RunSession, session_id)
+        if row is None:
+            raise HTTPException(404, f"session {session_id} not found")
+        # _start only uses the connection's app (its Temporal client); a WebSocket has one too.
+        await _start(cast(Request, websocket), db, websocket.app.state.settings, row)
+        await sock.send(
+            {"type": "workflow_started", "session_id": row.id, "workflow_id": row.workflow_id}
+        )
+
+
+@router.websocket("/terminal/{task_id}")
+async def terminal_socket(websocket: WebSocket, task_id: str) -> None:
+    if not await _accept_authorized(websocket):
+        return
+    state = websocket.app.state
+    async with state.sessions() as db:
+        task = await db.get(CodexTask, task_id)
+        target = await resolve_target(db, task_id) if task is not None else None
+    if target is None or target.codex_task_id is None:
+        await websocket.close(code=NOT_FOUND, reason=f"codex task {task_id} not found")
+        return
+    sock = _Socket(websocket)
+
+    async def stream() -> None:
+        async with contextlib.aclosing(follow_target(state.events, target)) as followed:
+            async for event in followed:
+                if event is None:
+                    continue
+                if event.kind == "codex.event":
+                    await sock.send({"type": "output", "event": event.payload, "id": event.id})
+                elif target.is_end(event):
+                    await sock.send(
+                        {"type": "complete", "status": event.payload.get("status"), "id": event.id}
+                    )
+        async with sock.lock:
+            await websocket.close()
+
+    streaming = sock.spawn(stream, f"terminal-{task_id}")
+    try:
+        # Read (and ignore) messages so that a disconnect is noticed and ends the stream.
+        while not streaming.done():
+            receiving = asyncio.ensure_future(websocket.receive())
+            done, _ = await asyncio.wait(
+                {receiving, streaming}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if receiving not in done:
+                receiving.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await receiving
+                break
+            if receiving.result()["type"] == "websocket.disconnect":
+                break
+    finally:
+        await sock.close()

@@ -1,0 +1,274 @@
+"""Sessions through the HTTP API: a real Temporal dev server, an in-process worker, the fake codex."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from config import Settings
+from devkit.agent_model import ScriptedAgentModel, pipeline_script
+from tests.api.conftest import TOKEN
+from tests.conftest import temporal_address
+from tests.workflows.conftest import pipeline_client
+from worker import build_worker
+
+Serve = Callable[..., Awaitable[None]]
+FAST = {"codex_heartbeat_s": 2}
+
+
+@pytest.fixture
+def app_settings(
+    api_settings: Settings, temporal_dev: WorkflowEnvironment, task_queue: str
+) -> Settings:
+    """The API's settings, pointing at the test dev server and this test's task queue."""
+    return api_settings.model_copy(
+        update={"temporal_address": temporal_address(temporal_dev), "task_queue": task_queue}
+    )
+
+
+@pytest.fixture
+async def api(app_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(app_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api", headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as client:
+            yield client
+
+
+@pytest.fixture
+async def serve(temporal_dev: WorkflowEnvironment, app_settings: Settings) -> AsyncIterator[Serve]:
+    """serve(**pipeline_script kwargs): an in-process worker (scripted model) on the API's queue."""
+    async with AsyncExitStack() as stack:
+
+        async def _serve(**script: Any) -> None:
+            model = ScriptedAgentModel(pipeline_script(**script))
+            client = await pipeline_client(temporal_dev, app_settings, model)
+            await stack.enter_async_context(
+                build_worker(client, app_settings, task_queue=app_settings.task_queue)
+            )
+
+        yield _serve
+
+
+async def new_project(api: httpx.AsyncClient) -> str:
+    answer = await api.post("/api/projects/", json={"name": "calc"})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])
+
+
+async def new_session(api: httpx.AsyncClient, project_id: str, **body: Any) -> dict[str, Any]:
+    body.setdefault("options", FAST)
+    answer = await api.post(
+        "/api/sessions/",
+        json={"project_id": project_id, "user_request": "Build a calculator.", **body},
+    )
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json())
+
+
+async def poll(
+    api: httpx.AsyncClient, url: str, done: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """GET ``url`` until ``done`` holds for its answer (within a minute)."""
+    last: Any = None
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                answer = await api.get(url)
+                last = answer.json()
+                if answer.status_code == 200 and done(last):
+                    return dict(last)
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        raise AssertionError(f"{url} never got there; last answer: {last}") from None
+
+
+def finished(session: dict[str, Any]) -> bool:
+    return session["status"] in ("completed", "failed", "cancelled")
+
+
+async def test_a_session_runs_to_completion(api: httpx.AsyncClient, serve: Serve) -> None:
+    await serve()
+    project_id = await new_project(api)
+    created = await new_session(api, project_id, title="calc", start=True)
+    sid = created["id"]
+    assert created["workflow_id"] == f"session-{sid}"
+    assert created["status"] in ("queued", "running")
+    assert created["temporal_ui_url"].endswith(f"/namespaces/default/workflows/session-{sid}")
+    assert created["options"] == FAST
+
+    session = await poll(api, f"/api/sessions/{sid}", finished)
+    assert session["status"] == "completed", session
+    assert session["outcome"] == "approved" and session["completed_at"]
+    assert session["live"] is None and "Outcome: approved" in session["final_summary"]
+    assert session["agents_md_content"].startswith("# Overview")
+
+    conversations = (await api.get(f"/api/sessions/{sid}/conversations")).json()
+    assert [c["agent_type"] for c in conversations] == ["planner", "builder", "qa_qc", "prod_ready"]
+    assert all(c["messages"] and c["status"] == "completed" and c["report"] for c in conversations)
+    assert {"id", "role", "content", "created_at", "metadata"} <= set(
+        conversations[0]["messages"][0]
+    )
+
+    task = (await api.get(f"/api/codex-tasks/{sid}-builder-1-1")).json()
+    assert task["status"] == "completed" and task["exit_code"] == 0 and task["session_id"] == sid
+    assert "calc.py" in task["output_files"] and len(task["output"]) >= 2
+    assert all(e["kind"] == "codex.event" for e in task["output"])
+    first = (await api.get(f"/api/codex-tasks/{sid}-builder-1-1", params={"limit": 1})).json()
+    assert [e["id"] for e in first["output"]] == [task["output"][0]["id"]]
+    rest = await api.get(
+        f"/api/codex-tasks/{sid}-builder-1-1", params={"after_id": first["next_after_id"]}
+    )
+    assert rest.json()["output"] == task["output"][1:]
+
+    diff = await api.get(f"/api/sessions/{sid}/diff")
+    assert diff.status_code == 200 and diff.headers["content-type"].startswith("text/x-diff")
+    assert "+def add" in diff.text and "AGENTS.md" in diff.text
+    planner = await api.get(f"/api/sessions/{sid}/diff", params={"stage": "planner"})
+    assert "AGENTS.md" in planner.text and "def add" not in planner.text
+    builder = await api.get(
+        f"/api/sessions/{sid}/diff", params={"stage": "builder", "iteration": 1}
+    )
+    assert "+def add" in builder.text
+    missing = await api.get(
+        f"/api/sessions/{sid}/diff", params={"stage": "builder", "iteration": 9}
+    )
+    assert missing.status_code == 404
+
+    listing = (await api.get("/api/sessions/", params={"project_id": project_id})).json()
+    assert listing["total"] == 1 and listing["sessions"][0]["id"] == sid
+    assert (await api.get("/api/sessions/", params={"status": "running"})).json()["total"] == 0
+    assert [s["id"] for s in (await api.get(f"/api/sessions/project/{project_id}")).json()] == [sid]
+
+    # A finished run can be neither started again, reviewed nor cancelled.
+    assert (await api.post(f"/api/sessions/{sid}/start")).status_code == 409
+    review = await api.post(
+        f"/api/sessions/{sid}/review", json={"stage": "planner", "decision": "approve"}
+    )
+    assert review.status_code == 409, review.text
+    assert (await api.post(f"/api/sessions/{sid}/cancel")).status_code == 409
+
+
+async def test_a_gated_stage_waits_for_a_review(api: httpx.AsyncClient, serve: Serve) -> None:
+    await serve()
+    project_id = await new_project(api)
+    sid = (await new_session(api, project_id, start=True, options={**FAST, "gates": ["planner"]}))[
+        "id"
+    ]
+
+    def awaiting_planner(session: dict[str, Any]) -> bool:
+        live = session.get("live") or {}
+        return (live.get("awaiting") or {}).get("stage") == "planner"
+
+    waiting = await poll(api, f"/api/sessions/{sid}", awaiting_planner)
+    assert (
+        waiting["live"]["state"] == "waiting_for_review" and waiting["live"]["stage"] == "planner"
+    )
+
+    wrong = await api.post(
+        f"/api/sessions/{sid}/review", json={"stage": "builder", "decision": "approve"}
+    )
+    assert wrong.status_code == 409
+    assert "waiting for a review of planner" in wrong.json()["detail"]
+
+    right = await api.post(
+        f"/api/sessions/{sid}/review",
+        json={"stage": "planner", "decision": "approve", "feedback": "good plan"},
+    )
+    assert right.status_code == 200, right.text
+    assert right.json() == {"accepted": True, "stage": "planner", "decision": "approve"}
+
+    session = await poll(api, f"/api/sessions/{sid}", finished)
+    assert session["status"] == "completed" and session["outcome"] == "approved"
+    again = await api.post(
+        f"/api/sessions/{sid}/review", json={"stage": "planner", "decision": "approve"}
+    )
+    assert again.status_code == 409
+
+
+async def test_start_then_cancel_mid_run(api: httpx.AsyncClient, serve: Serve) -> None:
+    await serve(codex_prompt="@fake hang")
+    project_id = await new_project(api)
+    sid = (await new_session(api, project_id))["id"]
+    assert (await api.get(f"/api/sessions/{sid}")).json()["status"] == "pending"
+    # Not started: nothing to review or cancel.
+    assert (await api.post(f"/api/sessions/{sid}/cancel")).status_code == 409
+    review = await api.post(
+        f"/api/sessions/{sid}/review", json={"stage": "planner", "decision": "approve"}
+    )
+    assert review.status_code == 409
+
+    started = await api.post(f"/api/sessions/{sid}/start")
+    assert started.status_code == 202, started.text
+    assert (
+        started.json()["status"] == "started" and started.json()["workflow_id"] == f"session-{sid}"
+    )
+    assert (await api.post(f"/api/sessions/{sid}/start")).status_code == 409
+
+    await poll(api, f"/api/codex-tasks/{sid}-builder-1-1", lambda t: t["status"] == "running")
+    cancel = await api.post(f"/api/sessions/{sid}/cancel")
+    assert cancel.status_code == 202 and cancel.json()["status"] == "cancelling"
+    session = await poll(api, f"/api/sessions/{sid}", finished)
+    assert session["status"] == "cancelled", session
+    assert (await api.post(f"/api/sessions/{sid}/cancel")).status_code == 409
+
+
+async def test_unknown_ids_are_404(api: httpx.AsyncClient) -> None:
+    for method, url in [
+        ("GET", "/api/sessions/nope"),
+        ("GET", "/api/sessions/nope/conversations"),
+        ("GET", "/api/sessions/nope/diff"),
+        ("POST", "/api/sessions/nope/start"),
+        ("POST", "/api/sessions/nope/cancel"),
+        ("GET", "/api/sessions/project/nope"),
+        ("GET", "/api/codex-tasks/nope"),
+    ]:
+        assert (await api.request(method, url)).status_code == 404, url
+    review = await api.post(
+        "/api/sessions/nope/review", json={"stage": "planner", "decision": "approve"}
+    )
+    assert review.status_code == 404
+    unknown_project = await api.post(
+        "/api/sessions/", json={"project_id": "nope", "user_request": "x"}
+    )
+    assert unknown_project.status_code == 404
+    assert (await api.get("/api/sessions/")).json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"user_request": ""},
+        {"user_request": "x" * 100_001},
+        {"user_request": "ok", "options": {"gates": ["nope"]}},
+        {"user_request": "ok", "options": {"max_repair_loops": -1}},
+        {"user_request": "ok", "title": "t" * 256},
+    ],
+)
+async def test_bad_session_bodies_are_422_and_write_nothing(
+    api: httpx.AsyncClient, body: dict[str, Any]
+) -> None:
+    project_id = await new_project(api)
+    answer = await api.post("/api/sessions/", json={"project_id": project_id, **body})
+    assert answer.status_code == 422 and answer.json()["detail"]
+    assert (await api.get("/api/sessions/")).json()["total"] == 0
+
+
+async def test_bad_review_and_query_parameters_are_422(api: httpx.AsyncClient) -> None:
+    project_id = await new_project(api)
+    sid = (await new_session(api, project_id))["id"]
+    bad = await api.post(f"/api/sessions/{sid}/review", json={"stage": "planner", "decision": "?"})
+    assert bad.status_code == 422
+    assert (await api.get("/api/sessions/", params={"limit": 0})).status_code == 422
+    assert (await api.get("/api/codex-tasks/x", params={"after_id": -1})).status_code == 422
+    assert (await api.get(f"/api/sessions/{sid}/diff")).status_code == 404
