@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
@@ -117,7 +118,7 @@ async def create_session(
     db.add(row)
     await db.commit()
     if body.start:
-        await _start(request, db, settings, row)
+        await start_session(await temporal(request), db, settings, row)
     return _response(row, settings)
 
 
@@ -127,12 +128,12 @@ async def create_session(
     status_code=status.HTTP_202_ACCEPTED,
     responses={**NOT_FOUND, 409: {"description": "already started"}, **UNAVAILABLE},
 )
-async def start_session(
+async def start(
     session_id: str, request: Request, db: DbDep, settings: SettingsDep
 ) -> SessionStarted:
     """Start the session's PipelineWorkflow (its id is the session's ``workflow_id``)."""
     row = await get_session_or_404(db, session_id)
-    await _start(request, db, settings, row)
+    await start_session(await temporal(request), db, settings, row)
     return SessionStarted(
         session_id=row.id,
         workflow_id=row.workflow_id,
@@ -140,14 +141,16 @@ async def start_session(
     )
 
 
-async def _start(request: Request, db: DbDep, settings: Settings, row: RunSession) -> None:
+async def start_session(
+    client: Client, db: AsyncSession, settings: Settings, row: RunSession
+) -> None:
+    """Start the session's PipelineWorkflow (shared by POST /start and the WebSocket action)."""
     if row.status != "pending" or row.started_at is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"session {row.id} was already started")
     project = await db.get(Project, row.project_id)
     if project is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"project {row.project_id} not found")
     options = PipelineOptions.model_validate({"agent_model": settings.agent_model, **row.options})
-    client = await temporal(request)
     try:
         await client.start_workflow(
             PipelineWorkflow.run,

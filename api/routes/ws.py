@@ -25,9 +25,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from api.deps import token_matches
@@ -202,15 +202,15 @@ async def _subscribe(sock: _Socket, session_id: str, data: dict[str, Any]) -> No
 
 async def _start_workflow(sock: _Socket, session_id: str) -> None:
     # The same path as POST /api/sessions/{id}/start.
-    from api.routes.sessions import _start
+    from api.routes.sessions import start_session
 
     websocket = sock.websocket
     async with websocket.app.state.sessions() as db:
         row = await db.get(RunSession, session_id)
         if row is None:
             raise HTTPException(404, f"session {session_id} not found")
-        # _start only uses the connection's app (its Temporal client); a WebSocket has one too.
-        await _start(cast(Request, websocket), db, websocket.app.state.settings, row)
+        client = await websocket.app.state.temporal.get()
+        await start_session(client, db, websocket.app.state.settings, row)
         await sock.send(
             {"type": "workflow_started", "session_id": row.id, "workflow_id": row.workflow_id}
         )
