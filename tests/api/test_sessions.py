@@ -14,7 +14,8 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from config import Settings
 from devkit.agent_model import ScriptedAgentModel, pipeline_script
-from tests.api.conftest import TOKEN
+from tests.api.conftest import TOKEN, serving
+from tests.api.test_streams import read_sse
 from tests.conftest import temporal_address
 from tests.workflows.conftest import pipeline_client
 from worker import build_worker
@@ -272,3 +273,52 @@ async def test_bad_review_and_query_parameters_are_422(api: httpx.AsyncClient) -
     assert (await api.get("/api/sessions/", params={"limit": 0})).status_code == 422
     assert (await api.get("/api/codex-tasks/x", params={"after_id": -1})).status_code == 422
     assert (await api.get(f"/api/sessions/{sid}/diff")).status_code == 404
+
+
+async def test_the_whole_journey_through_http(app_settings: Settings, serve: Serve) -> None:
+    """Create a project, upload a file, start a gated session, follow its events over SSE to the
+    end, review the gated stage on the way, then read what happened."""
+    await serve()
+    async with (
+        serving(app_settings) as url,
+        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+    ):
+        project_id = await new_project(http)
+        upload = await http.post(
+            f"/api/files/upload/{project_id}",
+            files={"file": ("spec.md", b"# Calculator spec\n", "text/markdown")},
+        )
+        assert upload.status_code == 201, upload.text
+        sid = (await new_session(http, project_id, options={**FAST, "gates": ["qa_qc"]}))["id"]
+        assert (await http.post(f"/api/sessions/{sid}/start")).status_code == 202
+
+        async def follow() -> list[dict[str, Any]]:
+            async with http.stream("GET", f"/api/sessions/{sid}/events", timeout=60) as stream:
+                assert stream.status_code == 200
+                return await read_sse(stream)
+
+        events = asyncio.create_task(follow())
+        await poll(http, f"/api/sessions/{sid}", lambda s: bool(
+            s["live"] and s["live"]["awaiting"] and s["live"]["awaiting"]["stage"] == "qa_qc"
+        ))  # fmt: skip
+        review = await http.post(
+            f"/api/sessions/{sid}/review",
+            json={"stage": "qa_qc", "decision": "approve", "feedback": "Looks right."},
+        )
+        assert review.status_code == 200, review.text
+        frames = [f for f in await asyncio.wait_for(events, timeout=60) if "id" in f]
+
+        kinds = [f["event"] for f in frames]
+        assert kinds[0] == "session.started" and kinds[-1] == "session.finished"
+        assert [int(f["id"]) for f in frames] == sorted(int(f["id"]) for f in frames)
+        assert {"review.awaited", "review.received", "codex.event"} <= set(kinds)
+        stages = [f["data"]["payload"]["stage"] for f in frames if f["event"] == "stage.completed"]
+        assert stages == ["planner", "builder", "qa_qc", "prod_ready"]
+
+        session = (await http.get(f"/api/sessions/{sid}")).json()
+        assert session["status"] == "completed" and session["outcome"] == "approved"
+        conversations = (await http.get(f"/api/sessions/{sid}/conversations")).json()
+        assert len(conversations) == 4
+        task = (await http.get(f"/api/codex-tasks/{sid}-builder-1-1")).json()
+        assert task["status"] == "completed" and task["output"]
+        assert "+def add" in (await http.get(f"/api/sessions/{sid}/diff")).text

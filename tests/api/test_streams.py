@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from temporalio.client import Client
@@ -25,7 +24,7 @@ from crew.roles import ROLES
 from store.db import make_engine, make_sessionmaker
 from store.events import EventLog, NewEvent
 from store.models import CodexTask, Project, RunSession
-from tests.api.conftest import TOKEN
+from tests.api.conftest import TOKEN, serving
 from tests.conftest import temporal_address
 from tests.workflows.test_chat import chat_model, echo
 from worker import agents_plugin, build_worker
@@ -73,24 +72,8 @@ async def new_session(settings: Settings) -> str:
 
 @pytest.fixture
 async def server(api_settings: Settings) -> AsyncIterator[str]:
-    """The app served by uvicorn in-process (httpx's ASGI transport buffers whole responses)."""
-    app = create_app(api_settings)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=1
-    )
-    srv = uvicorn.Server(config)
-    task = asyncio.create_task(srv.serve())
-    for _ in range(500):
-        if srv.started:
-            break
-        await asyncio.sleep(0.01)
-    assert srv.started
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        await task
+    async with serving(api_settings) as url:
+        yield url
 
 
 async def read_sse(
