@@ -26,6 +26,10 @@ __all__ = ["create_app"]
 log = logging.getLogger("codexflow.api")
 
 
+class TemporalUnavailable(RuntimeError):
+    """Temporal could not be reached; the API answers 503."""
+
+
 class TemporalConnector:
     """Connects to Temporal on first use (and again after a failure), so the API starts without it."""
 
@@ -39,7 +43,10 @@ class TemporalConnector:
             if self._client is None:
                 from worker import connect
 
-                self._client = await asyncio.wait_for(connect(self.settings), timeout=5)
+                try:
+                    self._client = await asyncio.wait_for(connect(self.settings), timeout=5)
+                except (RuntimeError, TimeoutError) as err:  # "Failed client connect: ..."
+                    raise TemporalUnavailable(str(err) or "connection timed out") from None
             return self._client
 
 
@@ -101,6 +108,13 @@ def _error_handlers(app: FastAPI) -> None:
             return JSONResponse({"detail": err.message}, status_code=status.HTTP_404_NOT_FOUND)
         return JSONResponse(
             {"detail": f"Temporal is unavailable: {err.message}"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+    @app.exception_handler(TemporalUnavailable)
+    async def temporal_unavailable(request: Request, err: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"Temporal is unavailable: {err}"},
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
 

@@ -9,6 +9,10 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from workflows.types import AwaitingReview, Decision, PipelineOptions
 
+# The largest offset or id a query parameter may carry: a BIGINT (and SQLite's INTEGER) holds no
+# more, and a larger one would fail in the database driver (a 500) instead of answering 422.
+MAX_BIGINT = 2**63 - 1
+
 
 class ProjectCreate(BaseModel):
     name: str = Field(min_length=1, max_length=255, examples=["calculator"])

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy import select
 
 from api.deps import DbDep
-from api.schemas import CodexOutputEvent, CodexTaskResponse
+from api.schemas import MAX_BIGINT, CodexOutputEvent, CodexTaskResponse
 from store.models import CodexTask, SessionEvent
 
 router = APIRouter(prefix="/api/codex-tasks", tags=["Codex tasks"])
@@ -22,7 +22,9 @@ router = APIRouter(prefix="/api/codex-tasks", tags=["Codex tasks"])
 async def get_codex_task(
     task_id: str,
     db: DbDep,
-    after_id: Annotated[int, Query(ge=0, description="events with a larger id only")] = 0,
+    after_id: Annotated[
+        int, Query(ge=0, le=MAX_BIGINT, description="events with a larger id only")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> CodexTaskResponse:
     """The task's row plus a page of its ``codex.event`` output; follow ``next_after_id``."""

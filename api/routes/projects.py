@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from activities.workspace import create_workspace
 from api.deps import DbDep, SettingsDep
-from api.schemas import Deleted, ProjectCreate, ProjectList, ProjectResponse
+from api.schemas import MAX_BIGINT, Deleted, ProjectCreate, ProjectList, ProjectResponse
 from store.models import Project, new_id
 
 router = APIRouter(prefix="/api/projects", tags=["Projects"])
@@ -51,7 +51,7 @@ async def create_project(body: ProjectCreate, db: DbDep, settings: SettingsDep) 
 @router.get("/", response_model=ProjectList)
 async def list_projects(
     db: DbDep,
-    skip: Annotated[int, Query(ge=0)] = 0,
+    skip: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     active_only: bool = True,
 ) -> ProjectList:

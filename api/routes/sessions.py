@@ -21,6 +21,7 @@ from activities.workspace import GitError, git
 from api.deps import DbDep, SettingsDep
 from api.routes.projects import get_project_or_404
 from api.schemas import (
+    MAX_BIGINT,
     Cancelling,
     ConversationResponse,
     LiveStatus,
@@ -61,7 +62,7 @@ def temporal_ui_url(settings: Settings, workflow_id: str) -> str:
 
 
 async def temporal(request: Request) -> Client:
-    client: Client = await request.app.state.temporal.get()
+    client: Client = await request.app.state.temporal.get()  # TemporalUnavailable → 503
     return client
 
 
@@ -188,7 +189,7 @@ async def list_sessions(
     settings: SettingsDep,
     status_: Annotated[str | None, Query(alias="status", max_length=32)] = None,
     project_id: Annotated[str | None, Query(max_length=36)] = None,
-    skip: Annotated[int, Query(ge=0)] = 0,
+    skip: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> SessionList:
     query = select(RunSession)
@@ -210,7 +211,7 @@ async def list_project_sessions(
     project_id: str,
     db: DbDep,
     settings: SettingsDep,
-    skip: Annotated[int, Query(ge=0)] = 0,
+    skip: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[SessionResponse]:
     """The seed's listing: a project's sessions, newest first."""

@@ -1,0 +1,310 @@
+"""The HTTP API under load, with a pipeline run live behind it.
+
+    .venv/bin/python bench/api_load.py [--rate 50] [--seconds 10] [--subscribers 200]
+                                       [--event-rate 20] [--events 100]
+
+Starts a Temporal dev server, an in-process worker (scripted model, fake codex) and the API under
+uvicorn in a subprocess on a free port, over a migrated SQLite database in a temp dir; creates a
+project and starts a session whose codex steps sleep, so it is running while measured. Then:
+
+(a) ``GET /api/sessions/{id}`` (the row plus the workflow's live status query), open loop at a
+    fixed rate: latency p50/p99 and the rate achieved;
+(b) ``/api/sessions/{id}/events`` to N concurrent SSE subscribers while events are appended with
+    ``EventLog`` at a fixed rate: per subscriber, receive time - the event's ``created_at``, p50/p95
+    (the figures printed are the median and worst subscriber's).
+
+Prints the figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx  # noqa: E402
+from temporalio.client import Client  # noqa: E402
+from temporalio.openai_agents.testing import TestModelProvider  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+
+from config import Settings  # noqa: E402
+from devkit.agent_model import ScriptedAgentModel, pipeline_script  # noqa: E402
+from devkit.processes import FAKE_CODEX  # noqa: E402
+from store.db import make_engine  # noqa: E402
+from store.events import EventLog, NewEvent  # noqa: E402
+from store.schema import upgrade  # noqa: E402
+from worker import agents_plugin, build_worker  # noqa: E402
+from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES  # noqa: E402
+
+BIN = Path(sys.executable).parent
+TOKEN = "bench-token"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+# Long enough for the run to be mid-codex through both measurements; cancelled at the end.
+CODEX_PROMPT = "@fake sleep=120"
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def api_process(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CODEXFLOW_DATABASE_URL": settings.database_url,
+        "CODEXFLOW_WORKSPACES_ROOT": str(settings.workspaces_root),
+        "CODEXFLOW_CODEX_HOME": str(settings.codex_home),
+        "CODEXFLOW_TEMPORAL_ADDRESS": settings.temporal_address,
+        "CODEXFLOW_TASK_QUEUE": settings.task_queue,
+        "CODEXFLOW_API_TOKEN": TOKEN,
+    }
+    command = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.Popen(command, env=env, cwd=root)
+
+
+async def wait_up(client: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"the API exited with {process.returncode}")
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get("/api/health")).status_code < 500:
+                    return
+            await asyncio.sleep(0.1)
+
+
+async def session_get_latency(
+    client: httpx.AsyncClient, session_id: str, rate: float, seconds: float
+) -> None:
+    """Open loop: request i is sent at start + i/rate, whether or not earlier ones answered."""
+    n = int(rate * seconds)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    start = time.perf_counter()
+
+    async def one() -> None:
+        sent = time.perf_counter()
+        answer = await client.get(f"/api/sessions/{session_id}")
+        latencies.append(time.perf_counter() - sent)
+        statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+
+    tasks = []
+    for i in range(n):
+        await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+        tasks.append(asyncio.create_task(one()))
+    sent_in = time.perf_counter() - start
+    await asyncio.gather(*tasks)
+    ms = [x * 1000 for x in latencies]
+    print(
+        f"(a) GET /api/sessions/{{id}}: {n} requests, target {rate:g}/s, achieved {n / sent_in:.1f}/s"
+    )
+    print(f"    latency p50 {pct(ms, 50):.1f} ms, p99 {pct(ms, 99):.1f} ms, max {max(ms):.1f} ms")
+    print(f"    statuses {statuses}")
+
+
+async def sse_delivery(
+    url: str, session_id: str, log: EventLog, subscribers: int, rate: float, count: int
+) -> None:
+    # One client (pool) per subscriber: each holds its stream open on a connection of its own.
+    limits = httpx.Limits(max_connections=subscribers + 10)
+    timeout = httpx.Timeout(60, connect=30)
+    async with httpx.AsyncClient(
+        base_url=url, headers=HEADERS, limits=limits, timeout=timeout
+    ) as client:
+        paths = (await client.get("/openapi.json")).json()["paths"]
+        if "/api/sessions/{session_id}/events" not in paths:
+            print("(b) SSE: no /api/sessions/{id}/events route; skipped")
+            return
+        marker = f"bench-{time.time_ns()}"
+        ready = asyncio.Event()
+        connected = 0
+        delays: list[list[float]] = [[] for _ in range(subscribers)]
+
+        async def subscriber(i: int) -> None:
+            nonlocal connected
+            # From "now": skip the run's own backlog by starting after the latest id.
+            async with client.stream(
+                "GET", f"/api/sessions/{session_id}/events", params={"after_id": start_id}
+            ) as stream:
+                connected += 1
+                if connected == subscribers:
+                    ready.set()
+                async for line in stream.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    received = time.time()
+                    event = json.loads(line[5:])
+                    if event["kind"] != "bench.tick" or event["payload"].get("run") != marker:
+                        continue
+                    created = datetime.fromisoformat(event["created_at"]).timestamp()
+                    delays[i].append(received - created)
+                    if event["payload"]["n"] == count - 1:
+                        return
+
+        start_id = await latest_id(log, session_id)
+        tasks = [asyncio.create_task(subscriber(i)) for i in range(subscribers)]
+        try:
+            async with asyncio.timeout(60):
+                await ready.wait()
+        except TimeoutError:
+            print(f"(b) SSE: only {connected}/{subscribers} subscribers connected in 60 s")
+        await asyncio.sleep(1)  # let every stream reach its follower loop
+        began = time.perf_counter()
+        for n in range(count):
+            await asyncio.sleep(max(0.0, began + n / rate - time.perf_counter()))
+            await log.append(
+                [NewEvent(session_id, "bench.tick", {"run": marker, "n": n, "pad": "x" * 200})]
+            )
+        appended_in = time.perf_counter() - began
+        done, pending = await asyncio.wait(tasks, timeout=30)
+        for task in pending:
+            task.cancel()
+        errors = [t.exception() for t in done if not t.cancelled() and t.exception()]
+        complete = [d for d in delays if len(d) == count]
+        p50s = [pct(d, 50) * 1000 for d in delays if d]
+        p95s = [pct(d, 95) * 1000 for d in delays if d]
+        print(
+            f"(b) SSE: {subscribers} subscribers, {count} events at {count / appended_in:.1f}/s;"
+            f" {len(complete)} got all, {len(pending)} timed out, {len(errors)} failed"
+        )
+        if errors:
+            print(f"    first error: {errors[0]!r}")
+        if p50s:
+            print(
+                f"    per-subscriber p50: median {statistics.median(p50s):.1f} ms,"
+                f" worst {max(p50s):.1f} ms"
+            )
+            print(
+                f"    per-subscriber p95: median {statistics.median(p95s):.1f} ms,"
+                f" worst {max(p95s):.1f} ms"
+            )
+
+
+async def latest_id(log: EventLog, session_id: str) -> int:
+    latest = 0
+    async with contextlib.aclosing(log.follow(session_id, 0, poll_interval=0.05)) as events:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.5):
+                async for event in events:
+                    latest = event.id
+    return latest
+
+
+async def until(
+    client: httpx.AsyncClient, sid: str, done: Callable[[dict[str, Any]], bool]
+) -> None:
+    """Poll the session (``_task``: whether its first codex task exists) until ``done`` holds."""
+    async with asyncio.timeout(60):
+        while True:
+            session = (await client.get(f"/api/sessions/{sid}")).json()
+            task = await client.get(f"/api/codex-tasks/{sid}-builder-1-1")
+            if done({**session, "_task": task.status_code == 200}):
+                return
+            await asyncio.sleep(0.2)
+
+
+async def main(args: argparse.Namespace) -> None:
+    root = Path(tempfile.mkdtemp(prefix="codexflow-api-load-"))
+    database = f"sqlite+aiosqlite:///{root / 'codexflow.db'}"
+    await upgrade(database)
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"),
+        dev_server_database_filename=None,
+        ui=False,
+        plugins=[agents_plugin(Settings())],
+        dev_server_extra_args=[
+            arg
+            for key in SEARCH_ATTRIBUTES
+            for arg in ("--search-attribute", f"{key.name}=Keyword")
+        ],
+    )
+    settings = Settings(
+        workspaces_root=root / "workspaces",
+        codex_home=root / "codex-home",
+        database_url=database,
+        codex_bin=str(FAKE_CODEX),
+        codex_kill_grace_s=1,
+        temporal_address=env.client.service_client.config.target_host,
+        task_queue="api-load",
+        api_token=None,
+    )
+    model = ScriptedAgentModel(pipeline_script(codex_prompt=CODEX_PROMPT))
+    worker_client = await Client.connect(
+        settings.temporal_address,
+        plugins=[agents_plugin(settings, provider=TestModelProvider(model))],
+    )
+    port = free_port()
+    process = api_process(settings, port)
+    engine = make_engine(database)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with (
+            build_worker(worker_client, settings, task_queue=settings.task_queue),
+            httpx.AsyncClient(
+                base_url=url, headers=HEADERS, limits=httpx.Limits(max_connections=200)
+            ) as client,
+        ):
+            await wait_up(client, process)
+            project = (await client.post("/api/projects/", json={"name": "load"})).json()
+            created = await client.post(
+                "/api/sessions/",
+                json={
+                    "project_id": project["id"],
+                    "user_request": "Build a calculator.",
+                    "start": True,
+                    "options": {"codex_heartbeat_s": 2},
+                },
+            )
+            assert created.status_code == 201, created.text
+            sid = created.json()["id"]
+            await until(client, sid, lambda c: c.get("live") is not None and c["_task"])
+            print(f"session {sid} running; API pid {process.pid} on {url}")
+
+            await session_get_latency(client, sid, args.rate, args.seconds)
+            await sse_delivery(
+                url, sid, EventLog(engine), args.subscribers, args.event_rate, args.events
+            )
+            live = (await client.get(f"/api/sessions/{sid}")).json()
+            print(f"session still {live['status']} at the end (live: {bool(live['live'])})")
+            await client.post(f"/api/sessions/{sid}/cancel")
+            await until(client, sid, lambda c: c["status"] == "cancelled")
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        await engine.dispose()
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=50)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--subscribers", type=int, default=200)
+    parser.add_argument("--event-rate", type=float, default=20)
+    parser.add_argument("--events", type=int, default=100)
+    asyncio.run(main(parser.parse_args()))
