@@ -21,6 +21,7 @@ from api.app import create_app
 from api.routes import events as events_routes
 from config import Settings
 from crew.roles import ROLES
+from devkit.agent_model import ScriptedAgentModel, pipeline_script
 from store.db import make_engine, make_sessionmaker
 from store.events import EventLog, NewEvent
 from store.models import CodexTask, Project, RunSession
@@ -347,3 +348,48 @@ def test_terminal_streams_a_codex_task_until_it_finishes(api_settings: Settings)
             with pytest.raises(WebSocketDisconnect):
                 ws.receive_json()
         assert close_code(client, f"/ws/terminal/{task.id}?token=bad") == 4401
+
+
+async def test_websocket_start_workflow_and_chat_with_a_real_worker(
+    temporal_dev: WorkflowEnvironment, api_settings: Settings, task_queue: str
+) -> None:
+    """The socket starts a session's workflow, streams it to the end, and chats, all at once."""
+    settings = api_settings.model_copy(
+        update={"temporal_address": temporal_address(temporal_dev), "task_queue": task_queue}
+    )
+    model = ScriptedAgentModel(pipeline_script())
+    worker_client = await Client.connect(
+        temporal_address(temporal_dev),
+        plugins=[agents_plugin(settings, provider=TestModelProvider(model))],
+    )
+
+    def over_the_socket() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        with TestClient(create_app(settings), headers=AUTH) as client:
+            project = client.post("/api/projects/", json={"name": "ws"}).json()["id"]
+            session = client.post(
+                "/api/sessions/",
+                json={"project_id": project, "user_request": "Build a calculator.",
+                      "options": {"codex_heartbeat_s": 2}},
+            ).json()["id"]  # fmt: skip
+            with client.websocket_connect(f"/ws/session/{session}", headers=AUTH) as ws:
+                ws.send_json({"action": "start_workflow"})
+                assert ws.receive_json()["type"] == "workflow_started"
+                ws.send_json({"action": "subscribe_codex"})
+                ws.send_json({"action": "chat", "agent_role": "planner", "message": "hi",
+                              "project_id": project})  # fmt: skip
+                messages: list[dict[str, Any]] = []
+                while not any(m["type"] == "complete" for m in messages):
+                    messages.append(ws.receive_json())
+                if not any(m["type"] == "agent_message" for m in messages):
+                    messages.append(ws.receive_json())
+                again = client.post(f"/api/sessions/{session}/start")
+                return messages, again.json()
+
+    async with build_worker(worker_client, settings, task_queue=task_queue):
+        messages, again = await asyncio.wait_for(asyncio.to_thread(over_the_socket), timeout=120)
+    kinds = [m.get("kind") for m in messages if m["type"] == "event"]
+    assert kinds[0] == "session.started" and kinds[-1] == "session.finished"
+    assert "stage.completed" in kinds and "codex.event" in kinds
+    reply = next(m for m in messages if m["type"] == "agent_message")
+    assert reply["agent_role"] == "planner" and reply["content"]
+    assert "already started" in again["detail"]
