@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -322,3 +325,43 @@ async def test_the_whole_journey_through_http(app_settings: Settings, serve: Ser
         task = (await http.get(f"/api/codex-tasks/{sid}-builder-1-1")).json()
         assert task["status"] == "completed" and task["output"]
         assert "+def add" in (await http.get(f"/api/sessions/{sid}/diff")).text
+
+
+async def test_secrets_stay_out_of_responses_events_and_logs(
+    app_settings: Settings, temporal_dev: WorkflowEnvironment, caplog: pytest.LogCaptureFixture
+) -> None:
+    secrets = {"openai_api_key": "sk-agents-SECRET-1", "codex_api_key": "sk-codex-SECRET-2"}
+    settings = app_settings.model_copy(update={k: SecretStr(v) for k, v in secrets.items()})
+    caplog.set_level(logging.DEBUG)
+    model = ScriptedAgentModel(pipeline_script())
+    worker_client = await pipeline_client(temporal_dev, settings, model)
+    app = create_app(settings)
+    async with (
+        build_worker(worker_client, settings, task_queue=settings.task_queue),
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://api",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ) as http,
+    ):
+        project_id = await new_project(http)
+        sid = (await new_session(http, project_id, start=True))["id"]
+        await poll(http, f"/api/sessions/{sid}", finished)
+        answers = [
+            await http.get(url)
+            for url in (
+                f"/api/sessions/{sid}",
+                f"/api/sessions/{sid}/conversations",
+                f"/api/codex-tasks/{sid}-builder-1-1",
+                "/api/health",
+                "/openapi.json",
+            )
+        ]
+        events = await app.state.events.read(sid, limit=10_000)
+    seen = "\n".join(
+        [a.text for a in answers] + [json.dumps(e.payload) for e in events] + [caplog.text]
+    )
+    assert events and all(a.status_code == 200 for a in answers)
+    for secret in [*secrets.values(), TOKEN]:
+        assert secret not in seen
