@@ -168,9 +168,9 @@ BUDGET = "budget"  # the review stage a budget pause waits on
 class Review(BaseModel):
     """A human's review of a gated stage (or of a budget pause: stage ``budget``)."""
 
-    stage: str
-    decision: Decision
-    feedback: str = ""
+    stage: str = Field(examples=["planner"])
+    decision: Decision = Field(examples=["request_changes"])
+    feedback: str = Field(default="", examples=["Also support division by zero as an error."])
 
 
 class ReviewSignal(BaseModel):
