@@ -18,7 +18,7 @@ from api.deps import require_token
 from api.routes import agents, codex_tasks, events, files, health, projects, sessions, ws
 from config import Settings, get_settings
 from store.db import make_engine, make_sessionmaker
-from store.events import EventLog
+from store.events import EventHub, EventLog
 from store.schema import check_schema
 
 __all__ = ["create_app"]
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = make_sessionmaker(engine)
         app.state.temporal = TemporalConnector(settings)
         app.state.events = EventLog(engine)
+        app.state.hub = EventHub(app.state.events)  # one follower per session, fanned out
         try:
             yield
         finally:

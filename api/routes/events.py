@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import SettingsDep, token_matches
-from store.events import Event, EventLog
+from store.events import Event, EventHub
 from store.models import CodexTask, RunSession
 
 __all__ = [
@@ -38,8 +38,6 @@ router = APIRouter(prefix="/api/sessions", tags=["Events"])
 
 KEEPALIVE_S = 15.0
 """Seconds without an event after which the SSE stream sends a ``: keepalive`` comment."""
-
-POLL_INTERVAL_S = 0.25
 
 SESSION_END_KINDS = frozenset({"session.finished", "session.failed", "session.cancelled"})
 CODEX_END_KIND = "codex.finished"
@@ -102,12 +100,11 @@ def event_json(event: Event) -> dict[str, Any]:
 
 
 async def follow_target(
-    log: EventLog,
+    hub: EventHub,
     target: StreamTarget,
     after_id: int = 0,
     *,
     keepalive: float | None = None,
-    poll_interval: float = POLL_INTERVAL_S,
 ) -> AsyncGenerator[Event | None, None]:
     """The target's events after ``after_id`` up to and including its end event.
 
@@ -117,9 +114,7 @@ async def follow_target(
     queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=100)
 
     async def pump() -> None:
-        async with contextlib.aclosing(
-            log.follow(target.log_key, after_id, poll_interval=poll_interval)
-        ) as events:
+        async with contextlib.aclosing(hub.subscribe(target.log_key, after_id)) as events:
             async for event in events:
                 if target.wants(event):
                     await queue.put(event)
@@ -192,11 +187,11 @@ async def session_events(
             raise HTTPException(
                 status.HTTP_400_BAD_REQUEST, "Last-Event-ID must be an event id"
             ) from None
-    log: EventLog = request.app.state.events
+    hub: EventHub = request.app.state.hub
 
     async def body() -> AsyncIterator[str]:
         async with contextlib.aclosing(
-            follow_target(log, target, start, keepalive=KEEPALIVE_S)
+            follow_target(hub, target, start, keepalive=KEEPALIVE_S)
         ) as events:
             async for event in events:
                 yield ": keepalive\n\n" if event is None else _sse(event)

@@ -33,7 +33,7 @@ from starlette.websockets import WebSocketState
 from api.deps import token_matches
 from api.routes.agents import send_chat
 from api.routes.events import StreamTarget, event_json, follow_target, resolve_target
-from store.events import EventLog
+from store.events import EventHub
 from store.models import CodexTask, RunSession
 
 __all__ = ["router"]
@@ -187,10 +187,10 @@ async def _subscribe(sock: _Socket, session_id: str, data: dict[str, Any]) -> No
     if running is not None and not running.done():
         await sock.send({"type": "subscribed", "task_id": task_id, "already": True})
         return
-    events: EventLog = sock.websocket.app.state.events
+    hub: EventHub = sock.websocket.app.state.hub
 
     async def stream() -> None:
-        async with contextlib.aclosing(follow_target(events, target, after_id)) as followed:
+        async with contextlib.aclosing(follow_target(hub, target, after_id)) as followed:
             async for event in followed:
                 assert event is not None  # no keepalive asked for
                 await sock.send({"type": "event", **event_json(event)})
@@ -230,7 +230,7 @@ async def terminal_socket(websocket: WebSocket, task_id: str) -> None:
     sock = _Socket(websocket)
 
     async def stream() -> None:
-        async with contextlib.aclosing(follow_target(state.events, target)) as followed:
+        async with contextlib.aclosing(follow_target(state.hub, target)) as followed:
             async for event in followed:
                 if event is None:
                     continue

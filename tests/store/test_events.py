@@ -24,6 +24,7 @@ from store.events import (
     Event,
     EventBatcher,
     EventFlushError,
+    EventHub,
     EventLog,
     NewEvent,
 )
@@ -510,3 +511,33 @@ async def test_batcher_add_applies_backpressure(engine: AsyncEngine) -> None:
         for i in range(21, 30):
             await batcher.add(ev("s", i))
     assert [e.payload["i"] for e in await log.read("s")] == list(range(30))
+
+
+async def test_hub_fans_one_follower_out_to_every_subscriber(engine: AsyncEngine) -> None:
+    """Subscribers joining at different points, with a writer running, each get their events
+    once, in order, from one shared follower."""
+    log = EventLog(engine)
+    hub = EventHub(log, poll_interval=0.01)
+    await log.append([ev("s", i) for i in range(5)])
+    ids = [e.id for e in await log.read("s")]
+
+    async def collect(after_id: int, until: int) -> list[int]:
+        seen: list[int] = []
+        async with contextlib.aclosing(hub.subscribe("s", after_id)) as events:
+            async for event in events:
+                seen.append(event.payload["i"])
+                if event.payload["i"] == until:
+                    return seen
+        return seen
+
+    early = asyncio.create_task(collect(0, 39))
+    late = asyncio.create_task(collect(ids[2], 39))
+    for batch in range(5, 40, 5):
+        await log.append([ev("s", i) for i in range(batch, batch + 5)])
+        await log.append([ev("other", batch)])
+        await asyncio.sleep(0.01)
+        if batch == 20:
+            assert hub.feeds == 1  # both subscribers share one follower
+    assert await asyncio.wait_for(early, 30) == list(range(40))
+    assert await asyncio.wait_for(late, 30) == list(range(3, 40))
+    assert hub.feeds == 0  # the follower stops with its last subscriber
