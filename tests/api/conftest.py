@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 import uvicorn
+from pydantic import SecretStr
 
 from api.app import create_app
 from config import Settings
@@ -40,18 +41,22 @@ async def serving(settings: Settings) -> AsyncIterator[str]:
 
 @pytest.fixture
 def api_settings(settings: Settings) -> Settings:
-    from pydantic import SecretStr
-
     return settings.model_copy(update={"api_token": SecretStr(TOKEN)})
 
 
-@pytest.fixture
-async def api(api_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An authenticated client of the app."""
-    app = create_app(api_settings)
+@asynccontextmanager
+async def client_of(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An authenticated client of the app built from ``settings`` (lifespan included)."""
+    app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://api", headers={"Authorization": f"Bearer {TOKEN}"}
         ) as client:
             yield client
+
+
+@pytest.fixture
+async def api(api_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_of(api_settings) as client:
+        yield client

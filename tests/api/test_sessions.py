@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from config import Settings
 from devkit.agent_model import ScriptedAgentModel, pipeline_script
-from tests.api.conftest import TOKEN, serving
+from tests.api.conftest import TOKEN, client_of, serving
 from tests.api.test_streams import read_sse
 from tests.conftest import temporal_address
 from tests.workflows.conftest import pipeline_client
@@ -39,13 +39,8 @@ def app_settings(
 
 @pytest.fixture
 async def api(app_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(app_settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://api", headers={"Authorization": f"Bearer {TOKEN}"}
-        ) as client:
-            yield client
+    async with client_of(app_settings) as client:
+        yield client
 
 
 @pytest.fixture
