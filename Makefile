@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/python bench/codex_overhead.py
 	$(BIN)/python bench/pipeline_overhead.py
 	$(BIN)/python bench/events.py
+	$(BIN)/python bench/api_load.py
 
 clean:
 	rm -rf .venv node_modules .codexflow
