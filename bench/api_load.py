@@ -39,18 +39,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.openai_agents.testing import TestModelProvider  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from config import Settings  # noqa: E402
 from devkit.agent_model import ScriptedAgentModel, pipeline_script  # noqa: E402
-from devkit.processes import FAKE_CODEX  # noqa: E402
+from devkit.processes import scratch_settings, start_dev_server  # noqa: E402
 from store.db import make_engine  # noqa: E402
 from store.events import EventLog, NewEvent  # noqa: E402
-from store.schema import upgrade  # noqa: E402
 from worker import agents_plugin, build_worker  # noqa: E402
-from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES  # noqa: E402
 
-BIN = Path(sys.executable).parent
 TOKEN = "bench-token"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 # Long enough for the run to be mid-codex through both measurements; cancelled at the end.
@@ -227,24 +223,9 @@ async def until(
 
 async def main(args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="codexflow-api-load-"))
-    database = f"sqlite+aiosqlite:///{root / 'codexflow.db'}"
-    await upgrade(database)
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"),
-        dev_server_database_filename=None,
-        ui=False,
-        plugins=[agents_plugin(Settings())],
-        dev_server_extra_args=[
-            arg
-            for key in SEARCH_ATTRIBUTES
-            for arg in ("--search-attribute", f"{key.name}=Keyword")
-        ],
-    )
-    settings = Settings(
-        workspaces_root=root / "workspaces",
-        codex_home=root / "codex-home",
-        database_url=database,
-        codex_bin=str(FAKE_CODEX),
+    env = await start_dev_server()
+    settings = await scratch_settings(
+        root,
         codex_kill_grace_s=1,
         temporal_address=env.client.service_client.config.target_host,
         task_queue="api-load",
@@ -257,7 +238,7 @@ async def main(args: argparse.Namespace) -> None:
     )
     port = free_port()
     process = api_process(settings, port)
-    engine = make_engine(database)
+    engine = make_engine(settings.database_url)
     url = f"http://127.0.0.1:{port}"
     try:
         async with (

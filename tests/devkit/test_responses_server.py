@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -29,10 +28,9 @@ from devkit.responses_server import (
     Turn,
     turn_from_json,
 )
-from tests.conftest import real_codex_bin as codex_bin
+from tests.conftest import run_real_codex
 
 ROOT = Path(__file__).resolve().parents[2]
-CODEX_TIMEOUT_S = 60
 
 
 @pytest.fixture
@@ -212,28 +210,10 @@ def run_codex(server: ScriptedResponsesServer, tmp_path: Path) -> tuple[Path, in
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     subprocess.run(["git", "init", "-q", str(workspace)], check=True)
-    (tmp_path / "codex-home").mkdir()
-    provider = (
-        f'model_providers.scripted={{name="Scripted",base_url="{server.base_url}",'
-        'wire_api="responses",env_key="OPENAI_API_KEY",'
-        "request_max_retries=0,stream_max_retries=0}"
+    code, events = run_real_codex(
+        server.base_url, workspace, tmp_path / "codex-home", "Do the task."
     )
-    command = [
-        codex_bin(), "exec", "--json", "--skip-git-repo-check", "-s", "workspace-write",
-        "-C", str(workspace), "-m", "gpt-5.5", "-c", 'model_provider="scripted"', "-c", provider,
-        "--disable", "plugins", "-c", "analytics.enabled=false", "Do the task.",
-    ]  # fmt: skip
-    env = {**os.environ, "CODEX_HOME": str(tmp_path / "codex-home"), "OPENAI_API_KEY": "dummy"}
-    result = subprocess.run(
-        command,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=CODEX_TIMEOUT_S,
-    )
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    return workspace, result.returncode, events
+    return workspace, code, events
 
 
 def test_real_codex_runs_a_command(serve: Any, tmp_path: Path) -> None:

@@ -23,13 +23,12 @@ from activities.records import Recorder
 from config import Settings
 from devkit.agent_model import ScriptedAgentModel, pipeline_script
 from devkit.brain import PipelineBrain, count_by_role
-from devkit.processes import FAKE_CODEX, spawn_worker
+from devkit.processes import scratch_settings, spawn_worker, start_dev_server
 from devkit.responses_server import ScriptedResponsesServer, ToolCall, Turn
 from store.db import make_engine
 from store.models import CodexTask, Conversation, Message
-from store.schema import upgrade
 from tests.activities.test_codex_runner import alive, wait_for
-from tests.conftest import BIN, SEARCH_ATTRIBUTE_ARGS, temporal_address
+from tests.conftest import temporal_address
 from tests.workflows.test_pipeline import wait_for_review
 from worker import agents_plugin, build_worker
 from workflows.pipeline import PipelineWorkflow
@@ -181,18 +180,10 @@ async def record_history() -> None:
     from activities.workspace import create_workspace
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        settings = Settings(
-            workspaces_root=root / "ws", codex_home=root / "home", database_url=f"sqlite+aiosqlite:///{root}/codexflow.db",
-            codex_bin=str(FAKE_CODEX),
-        )  # fmt: skip
-        await upgrade(settings.database_url)
-        workspace = root / "ws" / "project"
+        settings = await scratch_settings(Path(tmp))
+        workspace = settings.workspaces_root / "project"
         await create_workspace(workspace)
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(BIN / "temporal"),
-            dev_server_extra_args=SEARCH_ATTRIBUTE_ARGS,
-        )
+        env = await start_dev_server()
         try:
             model = ScriptedAgentModel(pipeline_script(qa_failures=1))
             client = await Client.connect(
