@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         default_factory=lambda: ["http://localhost:3000", "http://localhost:5173"]
     )
 
+    # Observability
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # host:port where a worker serves Prometheus /metrics (its own and the Temporal SDK's); unset = off
+    worker_metrics_address: str | None = None
+
     def workspace_root(self) -> Path:
         return self.workspaces_root.resolve()
 

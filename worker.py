@@ -16,10 +16,16 @@ from datetime import timedelta
 from agents import Model, ModelProvider, set_tracing_disabled
 from agents.models.openai_provider import OpenAIProvider
 from openai import AsyncOpenAI
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.openai_agents import ModelActivityParameters, OpenAIAgentsPlugin
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.codex import CodexRunner
@@ -32,8 +38,9 @@ from store.schema import SchemaOutOfDate, check_schema
 from workflows.chat import AgentChatWorkflow
 from workflows.codex_task import CodexTaskWorkflow
 from workflows.pipeline import PipelineWorkflow
+from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
-__all__ = ["agents_plugin", "build_worker", "connect", "main"]
+__all__ = ["agents_plugin", "build_worker", "connect", "ensure_search_attributes", "main"]
 
 log = logging.getLogger("codexflow.worker")
 
@@ -87,6 +94,31 @@ async def connect(settings: Settings, plugin: OpenAIAgentsPlugin | None = None) 
     )
 
 
+async def ensure_search_attributes(client: Client) -> None:
+    """Register codexflow's search attributes where missing (a fresh cluster, the test server).
+
+    The pipeline upserts them, so a cluster without them would fail every run's first task.
+    """
+    operator = client.operator_service
+    existing = await operator.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    missing = {
+        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        for key in SEARCH_ATTRIBUTES
+        if key.name not in existing.custom_attributes
+    }
+    if not missing:
+        return
+    try:
+        await operator.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )
+        log.info("registered search attributes %s", ", ".join(missing))
+    except RPCError as err:  # e.g. Temporal Cloud: only an admin may add them
+        log.warning("could not register search attributes %s: %s", ", ".join(missing), err)
+
+
 @asynccontextmanager
 async def build_worker(
     client: Client, settings: Settings, task_queue: str | None = None
@@ -132,6 +164,7 @@ async def main(settings: Settings | None = None, upgrade: bool = False) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    await ensure_search_attributes(client)
     log.info("worker on %s, task queue %s", settings.temporal_address, settings.task_queue)
     async with build_worker(client, settings):
         await stop.wait()

@@ -18,8 +18,6 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from activities.codex import find_codex_binary
@@ -30,8 +28,7 @@ from devkit.postgres import throwaway_postgres
 from devkit.processes import FAKE_CODEX, start_dev_server
 from store.db import make_engine
 from store.schema import upgrade
-from worker import agents_plugin, build_worker
-from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
+from worker import agents_plugin, build_worker, ensure_search_attributes
 
 os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
 
@@ -52,15 +49,8 @@ async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=str(BIN / "temporal-test-server"),
         plugins=[agents_plugin(Settings())],
     )
-    # The test server has no start-up flag for custom search attributes; register them here.
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SEARCH_ATTRIBUTES
-            },
-        )
-    )
+    # The test server has no start-up flag for custom search attributes: the worker's helper adds them.
+    await ensure_search_attributes(env.client)
     yield env
     await env.shutdown()
 
