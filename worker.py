@@ -17,15 +17,12 @@ from agents import Model, ModelProvider, set_tracing_disabled
 from agents.models.openai_provider import OpenAIProvider
 from openai import AsyncOpenAI
 from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import (
-    AddSearchAttributesRequest,
-    ListSearchAttributesRequest,
-)
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.openai_agents import ModelActivityParameters, OpenAIAgentsPlugin
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.codex import CodexRunner
@@ -98,25 +95,18 @@ async def ensure_search_attributes(client: Client) -> None:
     """Register codexflow's search attributes where missing (a fresh cluster, the test server).
 
     The pipeline upserts them, so a cluster without them would fail every run's first task.
+    One at a time, because an attribute that already exists fails the whole request.
     """
-    operator = client.operator_service
-    existing = await operator.list_search_attributes(
-        ListSearchAttributesRequest(namespace=client.namespace)
-    )
-    missing = {
-        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-        for key in SEARCH_ATTRIBUTES
-        if key.name not in existing.custom_attributes
-    }
-    if not missing:
-        return
-    try:
-        await operator.add_search_attributes(
-            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+    for key in SEARCH_ATTRIBUTES:
+        request = AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
         )
-        log.info("registered search attributes %s", ", ".join(missing))
-    except RPCError as err:  # e.g. Temporal Cloud: only an admin may add them
-        log.warning("could not register search attributes %s: %s", ", ".join(missing), err)
+        try:
+            await client.operator_service.add_search_attributes(request)
+        except RPCError as err:
+            if err.status != RPCStatusCode.ALREADY_EXISTS:  # e.g. Temporal Cloud: admins only
+                log.warning("could not register search attribute %s: %s", key.name, err)
 
 
 @asynccontextmanager
