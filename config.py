@@ -46,8 +46,9 @@ class Settings(BaseSettings):
     )
     tool_output_max_chars: int = Field(default=4000, gt=0)
 
-    # API
+    # API (the server's token; the `codexflow run/review/...` client sends it to api_url)
     api_token: SecretStr | None = None
+    api_url: str = "http://127.0.0.1:8000"
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     cors_origins: list[str] = Field(
         default_factory=lambda: ["http://localhost:3000", "http://localhost:5173"]

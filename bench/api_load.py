@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from temporalio.openai_agents.testing import TestModelProvider  # noqa: E402
 
 from config import Settings  # noqa: E402
 from devkit.agent_model import ScriptedAgentModel, pipeline_script  # noqa: E402
-from devkit.processes import scratch_settings, start_dev_server  # noqa: E402
+from devkit.processes import free_port, scratch_settings, start_dev_server  # noqa: E402
 from store.db import make_engine  # noqa: E402
 from store.events import EventLog, NewEvent  # noqa: E402
 from worker import agents_plugin, build_worker  # noqa: E402
@@ -56,12 +55,6 @@ CODEX_PROMPT = "@fake sleep=120"
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def api_process(settings: Settings, port: int) -> subprocess.Popen[bytes]:

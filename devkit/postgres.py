@@ -8,11 +8,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from devkit.processes import free_port
 
 __all__ = ["PostgresNotInstalled", "pg_bin_dir", "throwaway_postgres"]
 
@@ -33,12 +34,6 @@ def pg_bin_dir() -> Path:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def throwaway_postgres() -> Iterator[str]:
     """Start a private cluster; yield an asyncpg SQLAlchemy URL to its ``postgres`` database."""
@@ -47,7 +42,7 @@ def throwaway_postgres() -> Iterator[str]:
     root = Path(tempfile.mkdtemp(prefix="codexflow-pg-"))
     if as_postgres:
         shutil.chown(root, "postgres")
-    data, log, port = root / "data", root / "server.log", _free_port()
+    data, log, port = root / "data", root / "server.log", free_port()
 
     def run(*cmd: str) -> None:
         subprocess.run([*as_postgres, *cmd], check=True, capture_output=True, cwd=root)

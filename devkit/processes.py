@@ -2,39 +2,37 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
+import random
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from config import PROJECT_ROOT, Settings
+from stack import settings_env
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
-__all__ = ["FAKE_CODEX", "scratch_settings", "settings_env", "spawn_worker", "start_dev_server"]
+__all__ = ["FAKE_CODEX", "free_port", "scratch_settings", "spawn_worker", "start_dev_server"]
 
 FAKE_CODEX = PROJECT_ROOT / "devkit" / "fake_codex.py"
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The ``CODEXFLOW_*`` environment that reproduces ``settings`` in another process."""
-    env: dict[str, str] = {}
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, Path):
-            value = value.resolve()
-        elif isinstance(value, list | dict):
-            value = json.dumps(value)  # pydantic-settings reads complex values as JSON
-        env[f"CODEXFLOW_{name.upper()}"] = str(value)
-    return env
+def free_port() -> int:
+    """A free port below the kernel's ephemeral range, so that no server's own randomly bound
+    ports (the Temporal dev server opens several) can take it before our server binds it."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        port = random.randrange(10_000, low)
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.bind(("127.0.0.1", port))
+            return port
 
 
 def spawn_worker(settings: Settings, log: Path | None = None) -> subprocess.Popen:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,8 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
-from devkit.processes import settings_env, spawn_worker
+from devkit.processes import free_port, spawn_worker
+from stack import settings_env
 from tests.conftest import temporal_address
 
 
@@ -88,9 +88,3 @@ async def test_api_without_a_token_binds_loopback_only(settings: Settings, tmp_p
     assert health is not None, stderr
     assert health.status_code == 200 and health.json()["database"]["ok"]
     assert "binding 127.0.0.1 only instead of 0.0.0.0" in stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

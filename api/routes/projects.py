@@ -54,8 +54,11 @@ async def list_projects(
     skip: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     active_only: bool = True,
+    name: Annotated[str | None, Query(max_length=255, description="only projects so named")] = None,
 ) -> ProjectList:
     query = select(Project)
+    if name is not None:
+        query = query.where(Project.name == name)
     if active_only:
         query = query.where(Project.is_active.is_(True))
     total = await db.scalar(select(func.count()).select_from(query.subquery())) or 0

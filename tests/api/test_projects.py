@@ -24,6 +24,8 @@ async def test_create_get_list_and_soft_delete(api: httpx.AsyncClient, settings:
     await api.post("/api/projects/", json={"name": "other"})
     listing = (await api.get("/api/projects/", params={"limit": 1})).json()
     assert listing["total"] == 2 and len(listing["projects"]) == 1
+    named = (await api.get("/api/projects/", params={"name": "calc"})).json()
+    assert [p["id"] for p in named["projects"]] == [project["id"]]
 
     deleted = await api.delete(f"/api/projects/{project['id']}")
     assert deleted.json() == {"status": "deleted", "id": project["id"]}

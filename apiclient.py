@@ -1,0 +1,191 @@
+"""A small client of the codexflow HTTP API: what ``codexflow run/review/status/...`` speak.
+
+``ApiClient.follow()`` reads a session's Server-Sent Events and, when the connection drops (an API
+restart, a proxy timeout), reconnects with ``Last-Event-ID``, so a follower neither loses nor
+repeats an event.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from config import Settings
+
+__all__ = ["END_KINDS", "ApiClient", "ApiError", "SessionEvent"]
+
+END_KINDS = frozenset({"session.finished", "session.failed", "session.cancelled"})
+
+
+class ApiError(RuntimeError):
+    """The API refused a request or could not be reached; the message says what to do."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    codex_task_id: str | None = None
+    attempt: int | None = None
+
+
+class ApiClient:
+    def __init__(self, settings: Settings, timeout: float = 30) -> None:
+        token = settings.api_token.get_secret_value() if settings.api_token else None
+        self.base_url = settings.api_url.rstrip("/")
+        self.http = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+            timeout=timeout,
+        )
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
+    # --- plain requests ---------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            answer = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as err:
+            raise ApiError(
+                f"cannot reach the codexflow API at {self.base_url} ({err.__class__.__name__}): "
+                "start it with `codexflow up`, or set CODEXFLOW_API_URL"
+            ) from None
+        if answer.status_code == 401:
+            raise ApiError("the API needs its token: set CODEXFLOW_API_TOKEN", 401)
+        if answer.is_error:
+            raise ApiError(_detail(answer), answer.status_code)
+        return (
+            answer.json()
+            if answer.headers.get("content-type", "").startswith("application/json")
+            else answer.text
+        )
+
+    def project_named(self, name: str, create: bool = True) -> dict[str, Any]:
+        """The active project called ``name``; created when there is none and ``create`` is set."""
+        found = self.request("GET", "/api/projects/", params={"name": name, "limit": 1})
+        if found["projects"]:
+            return found["projects"][0]
+        if not create:
+            raise ApiError(f"no project named {name!r}", 404)
+        return self.request("POST", "/api/projects/", json={"name": name})
+
+    def start_session(
+        self, project_id: str, request: str, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        body = {
+            "project_id": project_id,
+            "user_request": request,
+            "options": options,
+            "start": True,
+        }
+        return self.request("POST", "/api/sessions/", json=body)
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/api/sessions/{session_id}")
+
+    def sessions(self, status: str | None = None, limit: int = 20) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit} | ({"status": status} if status else {})
+        return self.request("GET", "/api/sessions/", params=params)
+
+    def review(self, session_id: str, stage: str, decision: str, feedback: str = "") -> Any:
+        body = {"stage": stage, "decision": decision, "feedback": feedback}
+        return self.request("POST", f"/api/sessions/{session_id}/review", json=body)
+
+    def cancel(self, session_id: str) -> Any:
+        return self.request("POST", f"/api/sessions/{session_id}/cancel")
+
+    # --- the live event stream -------------------------------------------------------------------
+
+    def follow(
+        self,
+        session_id: str,
+        after_id: int = 0,
+        *,
+        give_up_after: float = 120,
+        on_reconnect: Callable[[str], None] | None = None,
+    ) -> Iterator[SessionEvent]:
+        """The session's events after ``after_id``, through its end event, across reconnects.
+
+        A dropped connection is retried with backoff from the last event seen; after
+        ``give_up_after`` seconds without getting through, ``ApiError`` says why.
+        """
+        last_id, delay, failing_since = after_id, 0.2, None
+        while True:
+            try:
+                for event in self._stream(session_id, last_id):
+                    failing_since, delay = None, 0.2
+                    if event.id <= last_id:
+                        continue  # never hand out an event twice
+                    last_id = event.id
+                    yield event
+                    if event.kind in END_KINDS:
+                        return
+                reason = "the stream ended early"
+            except (httpx.TransportError, httpx.HTTPStatusError) as err:
+                if isinstance(err, httpx.HTTPStatusError) and err.response.status_code < 500:
+                    raise ApiError(_detail(err.response), err.response.status_code) from None
+                reason = f"{err.__class__.__name__}"
+            now = time.monotonic()
+            failing_since = failing_since or now
+            if now - failing_since > give_up_after:
+                raise ApiError(f"lost the event stream of session {session_id}: {reason}")
+            if on_reconnect:
+                on_reconnect(reason)
+            time.sleep(delay)
+            delay = min(delay * 2, 5)
+
+    def _stream(self, session_id: str, after_id: int) -> Iterator[SessionEvent]:
+        headers = {"Last-Event-ID": str(after_id)} if after_id else {}
+        # The server sends a keepalive comment every 15 s of silence: 60 s of nothing is a dead link.
+        timeout = httpx.Timeout(10, read=60)
+        with self.http.stream(
+            "GET", f"/api/sessions/{session_id}/events", headers=headers, timeout=timeout
+        ) as answer:
+            if answer.is_error:
+                answer.read()
+                answer.raise_for_status()
+            yield from _parse_sse(answer.iter_lines())
+
+
+def _parse_sse(lines: Iterator[str]) -> Iterator[SessionEvent]:
+    data: list[str] = []
+    for line in lines:
+        if line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif not line and data:
+            event = json.loads("\n".join(data))
+            data = []
+            yield SessionEvent(
+                id=event["id"],
+                kind=event["kind"],
+                payload=event.get("payload") or {},
+                codex_task_id=event.get("codex_task_id"),
+                attempt=event.get("attempt"),
+            )
+
+
+def _detail(answer: httpx.Response) -> str:
+    try:
+        detail = answer.json().get("detail", answer.text)
+    except ValueError:
+        detail = answer.text
+    if isinstance(detail, list):  # FastAPI's validation errors
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail
+        )
+    return f"{answer.status_code}: {detail}"
