@@ -7,7 +7,6 @@ import contextlib
 import json
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from apiclient import ApiClient, ApiError
 from config import STATE_DIR, Sandbox, Settings, get_settings
-from stack import StackError, dev_server, dev_server_command
+from stack import StackError, dev_server_command
 from workflows.types import Decision
 
 app = typer.Typer(
@@ -230,52 +229,6 @@ def task(
     raise typer.Exit(code)
 
 
-# --- pipeline runs ---------------------------------------------------------------------------
-
-
-async def follow_pipeline(handle: WorkflowHandle, settings: Settings) -> int:
-    """Show each stage as it happens (from the status query) and print the outcome."""
-    from workflows.pipeline import PipelineWorkflow
-
-    def show(records: list) -> None:
-        for record in records:
-            verdict = getattr(record.report, "verdict", "")
-            changed = ", ".join(record.checkpoint.changed_files) or "no files changed"
-            typer.echo(f"  ✔ {record.stage.value} #{record.iteration} {verdict}".rstrip())
-            typer.echo(
-                f"      {record.report.summary}  [{record.codex_tasks} codex tasks; {changed}]"
-            )
-
-    result_task = asyncio.ensure_future(handle.result())
-    shown_stages, shown_state = 0, ""
-    while not result_task.done():
-        with contextlib.suppress(Exception):
-            status = await handle.query(PipelineWorkflow.status)
-            show(status.stages[shown_stages:])
-            shown_stages = len(status.stages)
-            state = f"{status.stage} #{status.iteration}" if status.stage else ""
-            if status.awaiting:
-                state = f"waiting for a review of {status.awaiting.stage}"
-            if state and state != shown_state:
-                typer.echo(f"  {'⏸' if status.awaiting else '▶'} {state}")
-            shown_state = state
-        await asyncio.wait({result_task}, timeout=0.3)
-    try:
-        result = result_task.result()
-    except WorkflowFailureError as err:
-        typer.secho(f"failed: {err.cause}", fg="red", err=True)
-        return 1
-    show(result.stages[shown_stages:])
-    typer.secho(f"outcome: {result.outcome}", bold=True)
-    typer.echo(result.summary)
-    typer.echo(
-        f"tokens: model {result.usage.model.total}, codex {result.usage.codex.total}; "
-        f"codex tasks: {result.codex_tasks}"
-    )
-    typer.echo(f"Temporal UI: {ui_link(settings, handle.id)}")
-    return 0
-
-
 # --- runs through the API ----------------------------------------------------------------------
 
 
@@ -455,35 +408,29 @@ def sessions(
 
 # --- the demo ----------------------------------------------------------------------------------
 
+DEMO_REQUEST = "Build a small calculator module (add, subtract, multiply, divide) with unit tests."
+
 
 @app.command()
 def demo(
     keep: Annotated[
-        bool | None, typer.Option("--keep/--no-keep", help="keep serving the Web UI afterwards")
+        bool | None, typer.Option("--keep/--no-keep", help="keep everything running afterwards")
     ] = None,
 ) -> None:
-    """The whole pipeline on embedded defaults: dev server, worker, and a scripted model that plays
-    the four agents and the real codex binary, building a small program with passing tests."""
-    from devkit.brain import PipelineBrain
-    from devkit.responses_server import ScriptedResponsesServer
+    """`codexflow up --offline`, then `codexflow run` of a small calculator: a scripted model plays
+    the four agents and drives the real codex binary, which writes a program with passing tests."""
+    from stack import Stack
 
-    settings = get_settings()
     keep = sys.stdin.isatty() if keep is None else keep
-    with (
-        dev_server(settings, STATE_DIR / "temporal.db"),
-        ScriptedResponsesServer(PipelineBrain()) as llm,
-    ):
-        settings = settings.model_copy(
-            update={
-                "openai_base_url": llm.base_url,
-                "codex_base_url": llm.base_url,
-                "codex_model": "gpt-5.5",
-                "task_queue": "codexflow-demo",
-            }
-        )
-        workspace = settings.workspace_root() / f"demo-{uuid.uuid4().hex[:6]}"
-        code = asyncio.run(_demo(settings, workspace))
-        if code == 0:
+    try:
+        with Stack(get_settings(), offline=True) as stack, ApiClient(stack.settings) as api:
+            project = api.project_named(f"demo-{uuid.uuid4().hex[:6]}")
+            session = api.start_session(project["id"], DEMO_REQUEST, {})
+            workspace = Path(project["workspace_path"])
+            typer.echo(
+                f"session {session['id']}: Planner → Builder → QA → ProdReady in {workspace}"
+            )
+            code = _follow(api, session["id"], interactive=False)
             for path in sorted(p for p in workspace.iterdir() if p.is_file()):
                 typer.secho(f"--- {path}", bold=True)
                 typer.echo(path.read_text())
@@ -492,42 +439,16 @@ def demo(
             )
             typer.secho(f"--- python -m unittest in {workspace}", bold=True)
             typer.echo(tests.stderr.strip())
-        if keep:
-            typer.echo("Servers keep running for the Web UI; Ctrl-C to stop.")
-            with contextlib.suppress(KeyboardInterrupt):
-                while True:
-                    time.sleep(3600)
+            if keep:
+                typer.echo(
+                    f"Still up: API {stack.settings.api_url}/docs, Temporal UI "
+                    f"{stack.settings.temporal_ui_url}; Ctrl-C stops everything."
+                )
+                stack.wait()
+    except (StackError, ApiError) as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(1) from None
     raise typer.Exit(code)
-
-
-async def _demo(settings: Settings, workspace: Path) -> int:
-    from activities.workspace import create_workspace
-    from store.schema import check_schema
-    from worker import build_worker, connect
-    from workflows.pipeline import PipelineWorkflow
-    from workflows.types import PipelineInput, PipelineOptions
-
-    await create_workspace(workspace)
-    await check_schema(settings, upgrade=True)
-    client = await connect(settings)
-    session = f"demo-{uuid.uuid4().hex[:8]}"
-    async with build_worker(client, settings):
-        handle = await client.start_workflow(
-            PipelineWorkflow.run,
-            PipelineInput(
-                session_id=session,
-                project_id=workspace.name,
-                workspace=str(workspace),
-                user_request="Build a small calculator module (add, subtract, multiply, divide) "
-                "with unit tests.",
-                options=PipelineOptions(agent_model=settings.agent_model),
-            ),
-            id=f"session-{session}",
-            task_queue=settings.task_queue,
-        )
-        typer.echo(f"session {session}: Planner → Builder → QA → ProdReady in {workspace}")
-        typer.echo(f"Temporal UI: {ui_link(settings, handle.id)}")
-        return await follow_pipeline(handle, settings)
 
 
 # --- the records database ----------------------------------------------------------------------
