@@ -112,6 +112,8 @@ def up(
             typer.echo(f"  logs         {stack.logs}/")
             typer.echo('Try: codexflow run "Build a calculator module with tests" --project calc')
             typer.echo("Ctrl-C stops everything.")
+            for warning in _readiness(s):
+                typer.secho(f"warning: {warning}", fg="yellow", err=True)
             stack.wait()
             typer.echo("stopping…")
     except StackError as err:
@@ -120,6 +122,21 @@ def up(
     except KeyboardInterrupt:
         typer.echo("stopped while starting")
     typer.echo("stopped")
+
+
+def _readiness(settings: Settings) -> list[str]:
+    """What would make every run fail in live mode: no model for the agents, codex not logged in."""
+    warnings = []
+    if not settings.openai_api_key and not settings.openai_base_url:
+        warnings.append(
+            "the agents have no model: set OPENAI_API_KEY (or CODEXFLOW_OPENAI_BASE_URL), "
+            "or try `codexflow up --offline`"
+        )
+    with ApiClient(settings) as api:
+        codex = api.request("GET", "/api/health")["codex"]
+    if not codex["ok"]:
+        warnings.append(f"codex is not ready: {codex.get('detail')}")
+    return warnings
 
 
 # --- one codex task ----------------------------------------------------------------------------

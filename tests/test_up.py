@@ -57,11 +57,11 @@ class Local:
         return session
 
     @contextlib.contextmanager
-    def up(self) -> Iterator[subprocess.Popen]:
-        """`codexflow up --offline` until it prints its URLs; stopped with Ctrl-C (SIGINT) after."""
+    def up(self, *options: str) -> Iterator[subprocess.Popen]:
+        """`codexflow up` until it prints its URLs; stopped with Ctrl-C (SIGINT) after."""
         log = (self.cwd / "up.out").open("w+")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "up", "--offline"],
+            [sys.executable, "-m", "cli", "up", *options],
             cwd=self.cwd,
             env=self.env,
             stdout=log,
@@ -106,7 +106,7 @@ def test_up_runs_reviews_and_resumes_after_a_restart(tmp_path: Path) -> None:
     api = here.env["CODEXFLOW_API_URL"].removeprefix("http://")
     temporal = here.env["CODEXFLOW_TEMPORAL_ADDRESS"]
 
-    with here.up() as up:
+    with here.up("--offline") as up:
         out = (tmp_path / "up.out").read_text()
         assert here.env["CODEXFLOW_API_URL"] + "/docs" in out
         assert here.env["CODEXFLOW_TEMPORAL_UI_URL"] in out
@@ -120,7 +120,7 @@ def test_up_runs_reviews_and_resumes_after_a_restart(tmp_path: Path) -> None:
     assert up.returncode == 0 and "stopped" in (tmp_path / "up.out").read_text()
     assert not reachable(api) and not reachable(temporal)
 
-    with here.up():
+    with here.up("--offline"):
         reviewed = here.codexflow("review", waiting, "approve")
         assert reviewed.returncode == 0, reviewed.stderr
         assert f"approve: planner of session {waiting}" in reviewed.stdout
@@ -185,3 +185,16 @@ def test_run_commands_reject_bad_input_and_say_when_the_api_is_down(tmp_path: Pa
     assert down.returncode == 1
     assert f"cannot reach the codexflow API at {here.env['CODEXFLOW_API_URL']}" in down.stderr
     assert "codexflow up" in down.stderr
+
+
+def test_up_in_live_mode_says_what_is_missing(tmp_path: Path) -> None:
+    here = local(tmp_path)
+    here.env.pop("OPENAI_API_KEY", None)
+    with here.up():
+        deadline = time.monotonic() + 30
+        while "codex is not ready" not in (out := (tmp_path / "up.out").read_text()):
+            assert time.monotonic() < deadline, out
+            time.sleep(0.2)
+    assert "codexflow is up (live)" in out
+    assert "warning: the agents have no model: set OPENAI_API_KEY" in out
+    assert "warning: codex is not ready: codex is not logged in" in out
