@@ -70,6 +70,7 @@ def api(
     import uvicorn
 
     from api.app import create_app
+    from observability.logs import configure_logging
     from store.schema import SchemaOutOfDate, check_schema
 
     settings = get_settings()
@@ -86,7 +87,9 @@ def api(
     except SchemaOutOfDate as err:
         raise typer.BadParameter(f"{err} (or pass --upgrade-db)") from None
     typer.echo(f"codexflow API on http://{host}:{port} (docs: http://{host}:{port}/docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    configure_logging(settings)
+    # log_config=None: uvicorn's own loggers go through ours (text or JSON).
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
 
 
 @app.command()

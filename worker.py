@@ -22,6 +22,7 @@ from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.openai_agents import ModelActivityParameters, OpenAIAgentsPlugin
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
@@ -30,6 +31,8 @@ from activities.records import RecordActivities, Recorder
 from activities.tools import AgentTools
 from activities.workspace import WorkspaceActivities
 from config import Settings, get_settings
+from observability.logs import configure_logging
+from observability.metrics import MeteredModelProvider, worker_runtime
 from store.db import make_engine
 from store.schema import SchemaOutOfDate, check_schema
 from workflows.chat import AgentChatWorkflow
@@ -64,7 +67,11 @@ def model_provider(settings: Settings) -> ModelProvider:
 
 
 def agents_plugin(settings: Settings, provider: ModelProvider | None = None) -> OpenAIAgentsPlugin:
-    """The OpenAI Agents plugin: every model call becomes a retried, heartbeating activity."""
+    """The OpenAI Agents plugin: every model call becomes a retried, heartbeating activity.
+
+    The provider (``provider``, e.g. a scripted test model, or the configured one) is metered:
+    each model call and its tokens are counted (``observability.metrics``).
+    """
     if not settings.openai_api_key or settings.openai_base_url:
         # Traces would go to OpenAI: only with a real key talking to the real service.
         set_tracing_disabled(True)
@@ -78,16 +85,23 @@ def agents_plugin(settings: Settings, provider: ModelProvider | None = None) -> 
                 maximum_attempts=5,
             ),
         ),
-        model_provider=provider or model_provider(settings),
+        model_provider=MeteredModelProvider(provider or model_provider(settings)),
     )
 
 
-async def connect(settings: Settings, plugin: OpenAIAgentsPlugin | None = None) -> Client:
-    """A client with the agents plugin (its pydantic converter is needed to start workflows)."""
+async def connect(
+    settings: Settings, plugin: OpenAIAgentsPlugin | None = None, runtime: Runtime | None = None
+) -> Client:
+    """A client with the agents plugin (its pydantic converter is needed to start workflows).
+
+    ``runtime``: the Temporal runtime (default: the SDK's); a worker on this client reports
+    its metrics through it.
+    """
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         plugins=[plugin or agents_plugin(settings)],
+        runtime=runtime,
     )
 
 
@@ -149,7 +163,16 @@ async def build_worker(
 async def main(settings: Settings | None = None, upgrade: bool = False) -> None:
     settings = settings or get_settings()
     await check_schema(settings, upgrade=upgrade)
-    client = await connect(settings)
+    try:
+        runtime = worker_runtime(settings)
+    except ValueError as err:  # "Failed starting Prometheus exporter: Address already in use"
+        raise SystemExit(
+            f"codexflow worker: CODEXFLOW_WORKER_METRICS_ADDRESS="
+            f"{settings.worker_metrics_address}: {err}"
+        ) from None
+    if settings.worker_metrics_address:
+        log.info("metrics on http://%s/metrics", settings.worker_metrics_address)
+    client = await connect(settings, runtime=runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -161,9 +184,7 @@ async def main(settings: Settings | None = None, upgrade: bool = False) -> None:
 
 
 def run(upgrade: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(get_settings())
     try:
         asyncio.run(main(upgrade=upgrade))
     except SchemaOutOfDate as err:

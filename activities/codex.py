@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.children import die_with_parent
 from activities.codex_events import (
     CodexEvent,
     ErrorEvent,
@@ -41,6 +41,7 @@ from activities.codex_events import (
 from activities.records import Recorder
 from activities.workspace import changed_files, checkpoint, resolve_workspace, restore
 from config import PROJECT_ROOT, Settings
+from observability import metrics
 from store.events import EventBatcher
 from workflows.types import CodexResult, CodexTaskInput, TokenUsage
 
@@ -112,12 +113,6 @@ def _raw(text: str, event: CodexEvent) -> dict:
     return json.loads(text)
 
 
-def _die_with_parent() -> None:
-    # If the worker is killed -9, the kernel sends codex SIGTERM instead of leaving it running.
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class CodexRunner:
     """Runs codex tasks; one instance per worker, holding its settings."""
 
@@ -152,7 +147,10 @@ class CodexRunner:
         self.settings.codex_home.resolve().mkdir(parents=True, exist_ok=True)
         timeout = input.timeout_s or self.settings.codex_timeout_s
         stderr_tail: deque[str] = deque(maxlen=50)
-        with tempfile.TemporaryDirectory(prefix="codexflow-") as tmp:
+        with (
+            tempfile.TemporaryDirectory(prefix="codexflow-") as tmp,
+            contextlib.ExitStack() as running,
+        ):
             last_message = Path(tmp) / "last-message.txt"
             started = time.monotonic()
             proc = await asyncio.create_subprocess_exec(
@@ -163,9 +161,11 @@ class CodexRunner:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=die_with_parent if sys.platform == "linux" else None,
                 limit=_MAX_LINE,
             )
+            # Counted as active until the block ends, after codex has been reaped on every path.
+            running.enter_context(metrics.codex_process())
             progress.pid = proc.pid
             activity.heartbeat(progress.details())
             try:
@@ -180,11 +180,13 @@ class CodexRunner:
                         await proc.wait()
             except TimeoutError:
                 await _terminate(proc, self.settings.codex_kill_grace_s)
+                _ended(input, "timeout", proc.returncode, time.monotonic() - started)
                 message = f"codex did not finish within {timeout:g}s (CODEXFLOW_CODEX_TIMEOUT_S)"
                 await self._finished(input, progress, "failed", None, message, stderr_tail)
                 raise ApplicationError(message, type="CodexTimeout") from None
             except BaseException:  # cancellation, worker shutdown: never leave codex running
                 await _terminate(proc, self.settings.codex_kill_grace_s)
+                _ended(input, "cancelled", proc.returncode, time.monotonic() - started)
                 await self._finished(input, progress, "cancelled", None, None, stderr_tail)
                 raise
             final = (
@@ -209,6 +211,7 @@ class CodexRunner:
             output_tail=progress.tail(self.settings.tool_output_max_chars),
         )
         status = "completed" if success else "failed"
+        _ended(input, status, exit_code, result.duration_s)
         await self._finished(input, progress, status, result, result.error, stderr_tail)
         if not success:
             raise ApplicationError(
@@ -296,6 +299,13 @@ class _Progress:
             "events": self.events,
             "thread_id": self.thread_id,
         }
+
+
+def _ended(input: CodexTaskInput, outcome: str, exit_code: int | None, seconds: float) -> None:
+    metrics.codex_finished(outcome, exit_code, seconds)
+    activity.logger.info(
+        "codex task %s %s (exit %s) in %.1fs", input.task_id, outcome, exit_code, seconds
+    )
 
 
 async def _read_lines(stream: asyncio.StreamReader | None, emit: Callable[[str], object]) -> None:

@@ -2,7 +2,9 @@
 
 Row ids are derived in the workflow (session id, ``role:iteration``, codex task id), and every event
 that marks a change is appended in the same transaction as the change, only when the change is new.
-A retried activity therefore finds its work done and writes nothing twice.
+A retried activity therefore finds its work done and writes nothing twice. The Recorder says
+whether a write changed something, so the activities count sessions and stages for the metrics
+once, not once per attempt.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from temporalio import activity
 
+from observability import metrics
 from store.db import make_sessionmaker
 from store.events import EventLog, NewEvent
 from store.models import CodexTask, Conversation, Message, Project, RunSession, utcnow
@@ -43,7 +46,9 @@ class Recorder:
 
     # --- sessions --------------------------------------------------------------------------------
 
-    async def start_session(self, start: SessionStart) -> None:
+    async def start_session(self, start: SessionStart) -> bool:
+        """Open the session's row; True when this call started it (False: already started)."""
+        started = False
         async with self.sessions.begin() as db:
             if await db.get(Project, start.project_id) is None:
                 db.add(Project(id=start.project_id, name=start.project_id,
@@ -64,8 +69,11 @@ class Recorder:
                 row.status, row.started_at = "running", utcnow()
                 await db.flush()
                 await self._append(db, [NewEvent(start.session_id, "session.started", {})])
+                started = True
+        return started
 
-    async def patch_session(self, patch: SessionPatch) -> None:
+    async def patch_session(self, patch: SessionPatch) -> str | None:
+        """Apply ``patch``; the status it set when it changed the status, else None."""
         values: dict[str, Any] = {
             k: v
             for k, v in patch.model_dump(
@@ -89,18 +97,21 @@ class Recorder:
                 raise LookupError(f"session {patch.session_id} has no row")
             changed = any(getattr(row, k) != v for k, v in values.items() if k != "completed_at")
             if row.status in _TERMINAL and patch.status not in (None, row.status):
-                return  # a finished session is never reopened by a late retry
+                return None  # a finished session is never reopened by a late retry
             if not changed and not (patch.finished and row.completed_at is None):
-                return
+                return None
+            new_status = patch.status if patch.status not in (None, row.status) else None
             await db.execute(update(RunSession).where(RunSession.id == row.id).values(**values))
             if patch.event:
                 await self._append(
                     db, [NewEvent(patch.session_id, patch.event, patch.event_payload)]
                 )
+        return new_status
 
     # --- conversations ---------------------------------------------------------------------------
 
-    async def record_conversation(self, record: ConversationRecord) -> None:
+    async def record_conversation(self, record: ConversationRecord) -> float | None:
+        """Open or close a stage iteration; its duration in seconds when this call closed it."""
         async with self.sessions.begin() as db:
             row = await db.get(Conversation, record.id, with_for_update=True)
             payload = {"stage": record.role, "iteration": record.iteration, **record.event_payload}
@@ -112,8 +123,9 @@ class Recorder:
                 row = await db.get(Conversation, record.id)
                 assert row is not None
             if record.status == "running" or row.status == record.status:
-                return
+                return None
             row.status, row.ended_at, row.report = record.status, utcnow(), record.report
+            duration = (row.ended_at - row.started_at).total_seconds()
             known = set(
                 (
                     await db.scalars(select(Message.seq).where(Message.conversation_id == row.id))
@@ -126,6 +138,7 @@ class Recorder:
                                    message_metadata=message.metadata))  # fmt: skip
             await db.flush()
             await self._append(db, [NewEvent(record.session_id, f"stage.{record.status}", payload)])
+        return duration
 
     # --- codex tasks (called by the codex runner) -------------------------------------------------
 
@@ -177,14 +190,28 @@ class RecordActivities:
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
 
+    # Metrics are counted after the transaction committed, and only for a change this call made.
+
     @activity.defn(name="record_session_start")
     async def session_start(self, start: SessionStart) -> None:
-        await self.recorder.start_session(start)
+        if await self.recorder.start_session(start):
+            metrics.session_started()
+            activity.logger.info("session %s started", start.session_id)
 
     @activity.defn(name="record_session")
     async def session(self, patch: SessionPatch) -> None:
-        await self.recorder.patch_session(patch)
+        status = await self.recorder.patch_session(patch)
+        if status is not None and status in _TERMINAL:
+            metrics.session_finished(status, patch.outcome)
+            activity.logger.info(
+                "session %s %s%s",
+                patch.session_id,
+                status,
+                f": {patch.outcome}" if patch.outcome else "",
+            )
 
     @activity.defn(name="record_conversation")
     async def conversation(self, record: ConversationRecord) -> None:
-        await self.recorder.record_conversation(record)
+        seconds = await self.recorder.record_conversation(record)
+        if seconds is not None:
+            metrics.stage_finished(record.role, record.status, seconds)

@@ -7,16 +7,19 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request, status
+from fastapi import Depends, FastAPI, Request, Response, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.requests import HTTPConnection
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import require_token
 from api.routes import agents, codex_tasks, events, files, health, projects, sessions, ws
 from config import Settings, get_settings
+from observability.api_metrics import CONTENT_TYPE_LATEST, ApiMetrics, MetricsMiddleware
+from observability.logs import bind_log_ids
 from store.db import make_engine, make_sessionmaker
 from store.events import EventHub, EventLog
 from store.schema import check_schema
@@ -72,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Durable multi-agent software delivery: Planner → Builder → QA → ProdReady on Temporal",
         version="0.1.0",
         lifespan=lifespan,
+        dependencies=[Depends(_tag_logs)],
     )
     app.add_middleware(
         CORSMiddleware,
@@ -79,6 +83,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_methods=["*"],
         allow_headers=["*"],
     )
+    # Outermost (added last): it sees every answer, CORS preflights and errors included.
+    app.state.metrics = ApiMetrics()
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(require_token)])
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics (text format); the bearer token when one is configured."""
+        body = await request.app.state.metrics.render(request.app.state.sessions)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     app.include_router(health.router)
     for router in (projects.router, files.router, sessions.router, codex_tasks.router):
         app.include_router(router, dependencies=[Depends(require_token)])
@@ -88,6 +102,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ws.router)  # authenticates in the handlers (close code 4401)
     _error_handlers(app)
     return app
+
+
+async def _tag_logs(connection: HTTPConnection) -> None:
+    """Lines logged while handling a request about a session carry its id (JSON logs)."""
+    if session_id := connection.path_params.get("session_id"):
+        bind_log_ids(session_id=session_id)
 
 
 def _error_handlers(app: FastAPI) -> None:
