@@ -4,7 +4,7 @@
 PYTHON ?= python3
 BIN := .venv/bin
 
-.PHONY: setup demo test check postgres bench clean
+.PHONY: setup demo test check system-packages bench clean
 
 setup: .venv/.installed node_modules/.package-lock.json
 
@@ -25,21 +25,28 @@ check: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-# The tests run every records test on SQLite and on a throwaway PostgreSQL cluster
-# (devkit/postgres.py), which needs the server binaries: installed here when they are missing.
-postgres:
-	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
-		echo "PostgreSQL server binaries: present"; \
-	else \
-		echo "PostgreSQL server binaries missing: installing the postgresql package"; \
+# System packages the tests need, installed from Debian's packages when missing:
+# - PostgreSQL server binaries: every records test also runs on a throwaway cluster (devkit/postgres.py);
+# - nginx and openssl: tests/deploy runs `nginx -t` on deploy/nginx/codexflow.conf with a
+#   self-signed certificate.
+system-packages:
+	@missing=; \
+	if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
+		echo "PostgreSQL server binaries: present"; else missing="$$missing postgresql"; fi; \
+	if [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1; then \
+		echo "nginx: present"; else missing="$$missing nginx"; fi; \
+	if command -v openssl >/dev/null 2>&1; then \
+		echo "openssl: present"; else missing="$$missing openssl"; fi; \
+	if [ -n "$$missing" ]; then \
+		echo "missing system packages:$$missing: installing them"; \
 		if [ "$$(id -u)" -eq 0 ]; then sudo=; \
 		elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
-		else echo "not root and no sudo: apt-get install -y postgresql as root" >&2; exit 1; fi; \
+		else echo "not root and no sudo: apt-get install -y$$missing as root" >&2; exit 1; fi; \
 		$$sudo apt-get update && \
-		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
-test: check postgres
+test: check system-packages
 	$(BIN)/pytest
 
 bench: setup
