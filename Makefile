@@ -4,7 +4,7 @@
 PYTHON ?= python3
 BIN := .venv/bin
 
-.PHONY: setup demo test check system-packages bench clean
+.PHONY: setup demo up test check system-packages chaos bench clean
 
 setup: .venv/.installed node_modules/.package-lock.json
 
@@ -19,6 +19,10 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 demo: setup
 	$(BIN)/codexflow demo
+
+# The whole stack on embedded defaults, with a scripted model (drop --offline for real models).
+up: setup
+	$(BIN)/codexflow up --offline
 
 check: setup
 	$(BIN)/ruff check .
@@ -48,6 +52,10 @@ system-packages:
 
 test: check system-packages
 	$(BIN)/pytest
+
+# Crash and restart scenarios (kill -9 workers, restart Temporal and the API), with their report.
+chaos: setup
+	$(BIN)/pytest -m chaos -s -p no:cacheprovider tests/chaos
 
 bench: setup
 	$(BIN)/python bench/codex_overhead.py

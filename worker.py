@@ -79,6 +79,9 @@ def agents_plugin(settings: Settings, provider: ModelProvider | None = None) -> 
     return OpenAIAgentsPlugin(
         model_params=ModelActivityParameters(
             start_to_close_timeout=timedelta(minutes=5),
+            # Without it the plugin does not heartbeat, and a call lost with its worker is only
+            # retried after the whole 5 minutes (found by the chaos suite).
+            heartbeat_timeout=timedelta(seconds=10),
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(seconds=2),
                 maximum_interval=timedelta(minutes=1),
