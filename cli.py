@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -246,7 +247,11 @@ def task(
     path = resolve_task_workspace(settings, workspace)
     options: dict[str, Any] = {"model": model, "sandbox": sandbox, "timeout_s": timeout}
     code = asyncio.run(_run_task(settings, prompt, path, wait, **options))
-    raise typer.Exit(code)
+    # The Temporal client's Rust threads can abort interpreter teardown with "PyGILState_Release"
+    # (temporalio/sdk-python#300): the work is done, so leave without it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # --- runs through the API ----------------------------------------------------------------------

@@ -129,6 +129,14 @@ def _to_event(row: Any) -> Event:
     )
 
 
+async def _wait(event: asyncio.Event, at_most: float) -> None:
+    """Until ``event`` is set or ``at_most`` seconds pass. Not ``asyncio.wait_for``: on Python 3.11 it
+    loses a cancellation that arrives as the event is set, and the cancelled loop runs on forever."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(at_most):
+            await event.wait()
+
+
 def _is_disconnect(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
         return bool(exc.connection_invalidated)
@@ -297,8 +305,7 @@ class EventLog:
                         last = event.id
                         yield event
                     if len(events) < page:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(wake.wait(), timeout=safety)
+                        await _wait(wake, safety)
             finally:
                 raw.remove_termination_listener(on_terminate)
                 try:
@@ -443,8 +450,7 @@ class EventBatcher:
 
     async def _run(self) -> None:
         while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            await _wait(self._wake, self.interval)
             self._wake.clear()
             if self._error is None:
                 await self._flush_all()

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from store import events as events_module
 from store.db import make_engine
 from store.events import (
     NOTIFY_CHANNEL,
@@ -541,3 +542,15 @@ async def test_hub_fans_one_follower_out_to_every_subscriber(engine: AsyncEngine
     assert await asyncio.wait_for(early, 30) == list(range(40))
     assert await asyncio.wait_for(late, 30) == list(range(3, 40))
     assert hub.feeds == 0  # the follower stops with its last subscriber
+
+
+async def test_a_follower_cancelled_as_it_is_woken_stops() -> None:
+    """A follower (or batcher) cancelled in the very step its wake-up event is set must stop:
+    Python 3.11's ``asyncio.wait_for`` loses such a cancellation, and the loop ran on forever."""
+    wake = asyncio.Event()
+    waiting = asyncio.create_task(events_module._wait(wake, 10))
+    await asyncio.sleep(0)  # now blocked on the event
+    wake.set()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
