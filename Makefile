@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine (Python 3.11+, Node 20+):
 #   make demo   set up, then run codexflow on its embedded defaults
-#   make test   set up, then lint, type-check and run the whole test suite
+#   make test   set up, then lint, type-check and run the whole test suite (fast + chaos)
 PYTHON ?= python3
 BIN := .venv/bin
 
@@ -50,8 +50,10 @@ system-packages:
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
+# The fast suite, then the chaos suite (about 3 minutes; `make chaos` runs it alone).
 test: check system-packages
 	$(BIN)/pytest
+	$(BIN)/pytest -m chaos -p no:cacheprovider tests/chaos
 
 # Crash and restart scenarios (kill -9 workers, restart Temporal and the API), with their report.
 chaos: setup
