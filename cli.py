@@ -38,12 +38,18 @@ def server(
     db_file: Annotated[Path, typer.Option(help="SQLite file that keeps every workflow")] = STATE_DIR
     / "temporal.db",
     headless: Annotated[bool, typer.Option(help="no Web UI")] = False,
+    ui_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Web UI port (default: the port of CODEXFLOW_TEMPORAL_UI_URL)"
+        ),
+    ] = None,
 ) -> None:
     """Run the Temporal dev server (SQLite persistence, Web UI, codexflow's search attributes)."""
     settings = get_settings()
     db_file.parent.mkdir(parents=True, exist_ok=True)
     try:
-        command = dev_server_command(settings, db_file, headless)
+        command = dev_server_command(settings, db_file, headless, ui_port)
     except StackError as err:
         raise typer.BadParameter(str(err)) from None
     typer.echo(f"Temporal on {settings.temporal_address}, Web UI {settings.temporal_ui_url}")

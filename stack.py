@@ -98,12 +98,15 @@ def reachable(address: str, timeout: float = 0.3) -> bool:
     return False
 
 
-def dev_server_command(settings: Settings, db_file: Path, headless: bool = False) -> list[str]:
+def dev_server_command(
+    settings: Settings, db_file: Path, headless: bool = False, ui_port: int | None = None
+) -> list[str]:
     host, port = _host_port(settings.temporal_address)
     cmd = [str(temporal_binary()), "server", "start-dev", "--ip", host, "--port", str(port)]
     cmd += ["--db-filename", str(db_file), "--namespace", settings.temporal_namespace]
     cmd += ["--log-level", "warn"]
-    ui_port = _url_host_port(settings.temporal_ui_url)[1]
+    # By default the UI port is the one in CODEXFLOW_TEMPORAL_UI_URL, the address links point at.
+    ui_port = ui_port or _url_host_port(settings.temporal_ui_url)[1]
     cmd += ["--headless"] if headless else ["--ui-port", str(ui_port)]
     for key in SEARCH_ATTRIBUTES:
         cmd += ["--search-attribute", f"{key.name}=Keyword"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -13,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
 from devkit.processes import free_port, spawn_worker
-from stack import settings_env
+from stack import reachable, settings_env
 from tests.conftest import temporal_address
 
 
@@ -88,3 +90,32 @@ async def test_api_without_a_token_binds_loopback_only(settings: Settings, tmp_p
     assert health is not None, stderr
     assert health.status_code == 200 and health.json()["database"]["ok"]
     assert "binding 127.0.0.1 only instead of 0.0.0.0" in stderr
+
+
+def test_server_serves_the_ui_on_its_own_port_behind_a_public_url(tmp_path: Path) -> None:
+    """Behind a proxy the UI URL has no port (https://…): --ui-port says where to serve it."""
+    temporal_port, ui_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEXFLOW_")}
+    env |= {
+        "CODEXFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
+        "CODEXFLOW_TEMPORAL_UI_URL": "https://temporal.example.com",
+    }
+    command = [sys.executable, "-m", "cli", "server", "--db-file", str(tmp_path / "t.db")]
+    server = subprocess.Popen(
+        [*command, "--ui-port", str(ui_port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (
+            reachable(f"127.0.0.1:{ui_port}") and reachable(env["CODEXFLOW_TEMPORAL_ADDRESS"])
+        ):
+            assert server.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=20)
+    assert (tmp_path / "t.db").exists()
