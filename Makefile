@@ -32,7 +32,8 @@ check: setup
 # System packages the tests need, installed from Debian's packages when missing:
 # - PostgreSQL server binaries: every records test also runs on a throwaway cluster (devkit/postgres.py);
 # - nginx and openssl: tests/deploy runs `nginx -t` on deploy/nginx/codexflow.conf with a
-#   self-signed certificate.
+#   self-signed certificate;
+# - systemd (systemd-analyze): tests/deploy verifies the units in deploy/systemd.
 system-packages:
 	@missing=; \
 	if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
@@ -41,6 +42,8 @@ system-packages:
 		echo "nginx: present"; else missing="$$missing nginx"; fi; \
 	if command -v openssl >/dev/null 2>&1; then \
 		echo "openssl: present"; else missing="$$missing openssl"; fi; \
+	if command -v systemd-analyze >/dev/null 2>&1; then \
+		echo "systemd-analyze: present"; else missing="$$missing systemd"; fi; \
 	if [ -n "$$missing" ]; then \
 		echo "missing system packages:$$missing: installing them"; \
 		if [ "$$(id -u)" -eq 0 ]; then sudo=; \
