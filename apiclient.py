@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
 
 from config import Settings
+from store.events import SESSION_END_KINDS, Event
 
-__all__ = ["END_KINDS", "ApiClient", "ApiError", "SessionEvent"]
-
-END_KINDS = frozenset({"session.finished", "session.failed", "session.cancelled"})
+__all__ = ["ApiClient", "ApiError"]
 
 
 class ApiError(RuntimeError):
@@ -28,15 +27,6 @@ class ApiError(RuntimeError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
-
-
-@dataclass(frozen=True)
-class SessionEvent:
-    id: int
-    kind: str
-    payload: dict[str, Any]
-    codex_task_id: str | None = None
-    attempt: int | None = None
 
 
 class ApiClient:
@@ -118,7 +108,7 @@ class ApiClient:
         *,
         give_up_after: float = 120,
         on_reconnect: Callable[[str], None] | None = None,
-    ) -> Iterator[SessionEvent]:
+    ) -> Iterator[Event]:
         """The session's events after ``after_id``, through its end event, across reconnects.
 
         A dropped connection is retried with backoff from the last event seen; after
@@ -133,7 +123,7 @@ class ApiClient:
                         continue  # never hand out an event twice
                     last_id = event.id
                     yield event
-                    if event.kind in END_KINDS:
+                    if event.kind in SESSION_END_KINDS:
                         return
                 reason = "the stream ended early"
             except (httpx.TransportError, httpx.HTTPStatusError) as err:
@@ -149,7 +139,7 @@ class ApiClient:
             time.sleep(delay)
             delay = min(delay * 2, 5)
 
-    def _stream(self, session_id: str, after_id: int) -> Iterator[SessionEvent]:
+    def _stream(self, session_id: str, after_id: int) -> Iterator[Event]:
         headers = {"Last-Event-ID": str(after_id)} if after_id else {}
         # The server sends a keepalive comment every 15 s of silence: 60 s of nothing is a dead link.
         timeout = httpx.Timeout(10, read=60)
@@ -159,10 +149,11 @@ class ApiClient:
             if answer.is_error:
                 answer.read()
                 answer.raise_for_status()
-            yield from _parse_sse(answer.iter_lines())
+            yield from _parse_sse(session_id, answer.iter_lines())
 
 
-def _parse_sse(lines: Iterator[str]) -> Iterator[SessionEvent]:
+def _parse_sse(session_id: str, lines: Iterator[str]) -> Iterator[Event]:
+    """The events of ``event_json`` form in an SSE stream (``data:`` lines, a blank line after)."""
     data: list[str] = []
     for line in lines:
         if line.startswith("data:"):
@@ -170,12 +161,14 @@ def _parse_sse(lines: Iterator[str]) -> Iterator[SessionEvent]:
         elif not line and data:
             event = json.loads("\n".join(data))
             data = []
-            yield SessionEvent(
+            yield Event(
                 id=event["id"],
+                session_id=session_id,
                 kind=event["kind"],
                 payload=event.get("payload") or {},
                 codex_task_id=event.get("codex_task_id"),
                 attempt=event.get("attempt"),
+                created_at=datetime.fromisoformat(event["created_at"]),
             )
 
 

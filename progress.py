@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 
 from activities.codex_events import TurnCompleted, describe, parse_line
-from apiclient import SessionEvent
+from store.events import Event
 
 __all__ = ["RunView"]
 
@@ -21,7 +21,7 @@ class RunView:
     codex_tokens: int = 0
     codex_tasks: int = 0
 
-    def lines(self, event: SessionEvent) -> list[str]:
+    def lines(self, event: Event) -> list[str]:
         p = event.payload
         match event.kind:
             case "session.started":

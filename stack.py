@@ -240,14 +240,7 @@ class Stack:
         from devkit.responses_server import ScriptedResponsesServer
 
         llm = self._exit.enter_context(ScriptedResponsesServer(PipelineBrain()))
-        return self.settings.model_copy(
-            update={
-                "openai_base_url": llm.base_url,
-                "codex_base_url": llm.base_url,
-                "codex_model": "gpt-5.5",
-                "task_queue": OFFLINE_TASK_QUEUE,
-            }
-        )
+        return llm.serving(self.settings, task_queue=OFFLINE_TASK_QUEUE)
 
     def wait(self) -> None:
         """Return when asked to stop (Ctrl-C, SIGTERM); raise if a child stops on its own."""

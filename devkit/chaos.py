@@ -53,7 +53,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.children import die_with_parent
 from activities.records import Recorder
-from apiclient import ApiClient, SessionEvent
+from apiclient import ApiClient
 from config import PROJECT_ROOT, Settings
 from devkit.brain import PipelineBrain
 from devkit.processes import free_port, scratch_settings, spawn_worker
@@ -613,7 +613,7 @@ class Follower(threading.Thread):
         super().__init__(name=f"follow-{session_id}", daemon=True)
         self.settings = settings
         self.session_id = session_id
-        self.got: list[SessionEvent] = []
+        self.got: list[Event] = []
         self.reconnects = 0
         self.error: str | None = None
 

@@ -23,6 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeAlias
 
+from config import Settings
+
 __all__ = [
     "HttpError",
     "Message",
@@ -434,6 +436,17 @@ class ScriptedResponsesServer:
     @property
     def base_url(self) -> str:
         return f"http://{self._address[0]}:{self.port}/v1"
+
+    def serving(self, settings: Settings, **overrides: Any) -> Settings:
+        """``settings`` with both the agents and codex talking to this server."""
+        return settings.model_copy(
+            update={
+                "openai_base_url": self.base_url,
+                "codex_base_url": self.base_url,
+                "codex_model": "gpt-5.5",  # codex needs a model name; the script ignores it
+                **overrides,
+            }
+        )
 
     def start(self) -> ScriptedResponsesServer:
         if self._httpd is not None:

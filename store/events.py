@@ -89,6 +89,10 @@ class NewEvent:
     attempt: int | None = None
 
 
+SESSION_END_KINDS = frozenset({"session.finished", "session.failed", "session.cancelled"})
+"""The kinds that end a session's log: followers stop after one."""
+
+
 @dataclass(frozen=True)
 class Event:
     """A stored event. ``id`` orders a session's events and is what followers resume from."""

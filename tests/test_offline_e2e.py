@@ -23,14 +23,10 @@ async def test_offline_pipeline_with_real_codex(
     temporal_dev: WorkflowEnvironment, settings: Settings, task_queue: str, workspace: Path
 ) -> None:
     with ScriptedResponsesServer(PipelineBrain()) as llm:
-        settings = settings.model_copy(
-            update={
-                "temporal_address": temporal_address(temporal_dev),
-                "openai_base_url": llm.base_url,
-                "codex_base_url": llm.base_url,
-                "codex_model": "gpt-5.5",
-                "codex_bin": None,  # the real binary from node_modules
-            }
+        settings = llm.serving(
+            settings,
+            temporal_address=temporal_address(temporal_dev),
+            codex_bin=None,  # the real binary from node_modules
         )
         client = await connect(settings)  # the agents' model: OpenAIResponsesModel over HTTP
         async with build_worker(client, settings, task_queue=task_queue):

@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import SettingsDep, token_matches
-from store.events import Event, EventHub
+from store.events import SESSION_END_KINDS, Event, EventHub
 from store.models import CodexTask, RunSession
 
 __all__ = [
@@ -39,7 +39,6 @@ router = APIRouter(prefix="/api/sessions", tags=["Events"])
 KEEPALIVE_S = 15.0
 """Seconds without an event after which the SSE stream sends a ``: keepalive`` comment."""
 
-SESSION_END_KINDS = frozenset({"session.finished", "session.failed", "session.cancelled"})
 CODEX_END_KIND = "codex.finished"
 
 _bearer = HTTPBearer(auto_error=False)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -87,9 +89,17 @@ def _is_commit(value: object) -> bool:
     )
 
 
-def _not_running(err: RPCError) -> bool:
-    """Temporal's answer for a run that has finished (or never existed)."""
-    return err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION)
+@contextlib.contextmanager
+def _conflict_unless_running(session_id: str) -> Iterator[None]:
+    """Temporal's answer for a run that has finished (or never existed) becomes a 409."""
+    try:
+        yield
+    except RPCError as err:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"session {session_id} is not running: {err.message}"
+            ) from None
+        raise
 
 
 # --- create and start ----------------------------------------------------------------------------
@@ -292,16 +302,11 @@ async def review_session(
         raise HTTPException(status.HTTP_409_CONFLICT, f"session {session_id} is not started")
     handle = pipeline_handle(await temporal(request), row)
     try:
-        await handle.execute_update(PipelineWorkflow.review, body)
+        with _conflict_unless_running(session_id):
+            await handle.execute_update(PipelineWorkflow.review, body)
     except WorkflowUpdateFailedError as err:
         reason = str(err.cause.message if hasattr(err.cause, "message") else err.cause)
         raise HTTPException(status.HTTP_409_CONFLICT, reason) from None
-    except RPCError as err:
-        if _not_running(err):
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, f"session {session_id} is not running: {err.message}"
-            ) from None
-        raise
     return ReviewAccepted(stage=body.stage, decision=body.decision)
 
 
@@ -319,14 +324,8 @@ async def cancel_session(session_id: str, request: Request, db: DbDep) -> Cancel
             status.HTTP_409_CONFLICT, f"session {session_id} is {row.status}, not running"
         )
     handle = pipeline_handle(await temporal(request), row)
-    try:
+    with _conflict_unless_running(session_id):
         await handle.cancel()
-    except RPCError as err:
-        if _not_running(err):
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, f"session {session_id} is not running: {err.message}"
-            ) from None
-        raise
     return Cancelling(session_id=session_id)
 
 

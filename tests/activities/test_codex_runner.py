@@ -18,29 +18,13 @@ from activities.codex import CodexRunner, codex_command, codex_env
 from activities.records import Recorder
 from activities.workspace import checkpoint
 from config import Settings
+from tests.helpers import alive, wait_for
 from workflows.types import CodexResult, CodexTaskInput
 
 
 def task(workspace: Path, *directives: str, **kw) -> CodexTaskInput:
     prompt = "Do the thing.\n" + "\n".join(f"@fake {d}" for d in directives)
     return CodexTaskInput(task_id="t1", workspace=str(workspace), prompt=prompt, **kw)
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` is a running (not zombie) process."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
-
-
-async def wait_for(predicate, within: float = 10.0) -> None:
-    for _ in range(int(within / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 async def codex_events(recorder: Recorder, task_id: str = "t1") -> list[dict]:

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import alive
+
 FAKE_CODEX = Path(__file__).resolve().parents[2] / "devkit" / "fake_codex.py"
 
 
@@ -53,14 +55,6 @@ def start(workspace: Path, prompt: str) -> subprocess.Popen[str]:
     assert process.stdout is not None
     assert json.loads(process.stdout.readline())["type"] == "thread.started"
     return process
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")  # a zombie is dead, merely not reaped yet
 
 
 def wait_dead(pid: int, timeout: float = 3) -> bool:

@@ -29,8 +29,8 @@ from temporalio.worker import Replayer
 from config import Settings
 from crew.roles import Role
 from devkit.agent_model import ScriptedAgentModel, Turn, tool
-from tests.activities.test_codex_runner import alive, wait_for
 from tests.conftest import temporal_address
+from tests.helpers import alive, codex_pid
 from worker import agents_plugin, build_worker
 from workflows.chat import AgentChatWorkflow, chat_workflow_id, trim_history
 from workflows.types import ChatInput, ChatMessage, ChatReply, ChatStatus
@@ -276,9 +276,7 @@ async def test_idle_and_close_end_the_chat(start: Start) -> None:
 async def test_cancel_stops_codex_and_fails_the_turn(start: Start, workspace: Path) -> None:
     _, handle = await start(chat_model(echo))
     turn = asyncio.create_task(send(handle, "codex: @fake pidfile=codex.pid\n@fake hang"))
-    pidfile = workspace / "codex.pid"
-    await wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", within=30)
-    pid = int(pidfile.read_text())
+    pid = await codex_pid(workspace, within=30)
 
     await handle.cancel()
     with pytest.raises(WorkflowFailureError) as err:

@@ -15,8 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 from activities.workspace import git
 from config import Settings
 from devkit.processes import spawn_worker
-from tests.activities.test_codex_runner import alive, wait_for
 from tests.conftest import temporal_address
+from tests.helpers import alive, codex_pid, wait_for
 from workflows.codex_task import CodexTaskWorkflow
 from workflows.types import CodexTaskOutcome, CodexTaskRequest
 
@@ -68,9 +68,7 @@ async def test_cancel_reaches_codex(dev_worker, task_queue: str, workspace: Path
         id=f"codex-{uuid.uuid4()}",
         task_queue=task_queue,
     )
-    pidfile = workspace / "codex.pid"
-    await wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
-    pid = int(pidfile.read_text())
+    pid = await codex_pid(workspace)
     await handle.cancel()
     with pytest.raises(WorkflowFailureError) as err:
         await handle.result()

@@ -20,7 +20,7 @@ from activities.workspace import git
 from crew.reports import BuildReport, PlanReport, QAReport, ReadinessReport
 from devkit.agent_model import AGENTS_MD, ScriptedAgentModel, pipeline_script
 from store.models import Conversation, RunSession
-from tests.activities.test_codex_runner import alive, wait_for
+from tests.helpers import alive, codex_pid
 from tests.workflows.conftest import Start
 from workflows.pipeline import PipelineWorkflow
 from workflows.types import (
@@ -204,9 +204,7 @@ async def test_cancel_mid_stage_stops_codex(start: Start, workspace: Path) -> No
     handle = await start(
         ScriptedAgentModel(pipeline_script(codex_prompt="@fake pidfile=codex.pid\n@fake hang"))
     )
-    pidfile = workspace / "codex.pid"
-    await wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", within=30)
-    pid = int(pidfile.read_text())
+    pid = await codex_pid(workspace, within=30)
     await handle.cancel()
     with pytest.raises(WorkflowFailureError) as err:
         await handle.result()

@@ -27,8 +27,8 @@ from devkit.processes import scratch_settings, spawn_worker, start_dev_server
 from devkit.responses_server import ScriptedResponsesServer, ToolCall, Turn
 from store.db import make_engine
 from store.models import CodexTask, Conversation, Message
-from tests.activities.test_codex_runner import alive, wait_for
 from tests.conftest import temporal_address
+from tests.helpers import alive, codex_pid, wait_for
 from tests.workflows.test_pipeline import wait_for_review
 from worker import agents_plugin, build_worker
 from workflows.pipeline import PipelineWorkflow
@@ -86,14 +86,10 @@ async def test_worker_killed_mid_stage_repeats_no_finished_model_turn(
             handle = await temporal_dev.client.start_workflow(
                 PipelineWorkflow.run, data, id=f"session-{data.session_id}", task_queue=task_queue
             )
-            pidfile = workspace / "codex.pid"
-            await wait_for(
-                lambda: pidfile.exists() and pidfile.read_text().strip() != "", within=60
-            )
-            codex_pid = int(pidfile.read_text())
+            pid = await codex_pid(workspace, within=60)
             first.send_signal(signal.SIGKILL)
             first.wait()
-            await wait_for(lambda: not alive(codex_pid), within=5)
+            await wait_for(lambda: not alive(pid), within=5)
         finally:
             first.kill()
         requests_before_restart = len(llm.requests)
