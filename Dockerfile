@@ -24,7 +24,7 @@ WORKDIR /opt/codexflow
 # codex exactly as package-lock.json pins it. npm installs the native binary of this machine's
 # architecture (@openai/codex-linux-x64 or -arm64); it is linked as /usr/local/bin/codex because a
 # non-editable `pip install .` puts config.py in site-packages, where the node_modules lookup of
-# activities/codex.py cannot see this directory (CODEXFLOW_CODEX_BIN below names it).
+# core/codex_cli.py cannot see this directory (CODEXFLOW_CODEX_BIN below names it).
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund \
     && ln -s "$(ls -d /opt/codexflow/node_modules/@openai/codex-linux-*/vendor/*/bin/codex)" /usr/local/bin/codex \

@@ -28,6 +28,7 @@ check: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
 
 # System packages the tests need, installed from Debian's packages when missing:
 # - PostgreSQL server binaries: every records test also runs on a throwaway cluster (devkit/postgres.py);

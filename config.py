@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -67,3 +68,20 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``CODEXFLOW_*`` environment that reproduces ``settings`` in another process."""
+    env: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, Path):
+            value = value.resolve()
+        elif isinstance(value, list | dict):
+            value = json.dumps(value)  # pydantic-settings reads complex values as JSON
+        env[f"CODEXFLOW_{name.upper()}"] = str(value)
+    return env

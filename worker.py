@@ -22,15 +22,12 @@ from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.openai_agents import ModelActivityParameters, OpenAIAgentsPlugin
-from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
-from activities.codex import CodexRunner
-from activities.records import RecordActivities, Recorder
-from activities.tools import AgentTools
-from activities.workspace import WorkspaceActivities
+from activities.registry import worker_activities
 from config import Settings, get_settings
+from core.temporal import connect
 from observability.logs import configure_logging
 from observability.metrics import MeteredModelProvider, worker_runtime
 from store.db import make_engine
@@ -40,9 +37,11 @@ from workflows.codex_task import CodexTaskWorkflow
 from workflows.pipeline import PipelineWorkflow
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
-__all__ = ["agents_plugin", "build_worker", "connect", "ensure_search_attributes", "main"]
+__all__ = ["WORKFLOWS", "agents_plugin", "build_worker", "ensure_search_attributes", "main"]
 
 log = logging.getLogger("codexflow.worker")
+
+WORKFLOWS = [PipelineWorkflow, CodexTaskWorkflow, AgentChatWorkflow]
 
 
 class _NoModelConfigured(ModelProvider):
@@ -92,22 +91,6 @@ def agents_plugin(settings: Settings, provider: ModelProvider | None = None) -> 
     )
 
 
-async def connect(
-    settings: Settings, plugin: OpenAIAgentsPlugin | None = None, runtime: Runtime | None = None
-) -> Client:
-    """A client with the agents plugin (its pydantic converter is needed to start workflows).
-
-    ``runtime``: the Temporal runtime (default: the SDK's); a worker on this client reports
-    its metrics through it.
-    """
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        plugins=[plugin or agents_plugin(settings)],
-        runtime=runtime,
-    )
-
-
 async def ensure_search_attributes(client: Client) -> None:
     """Register codexflow's search attributes where missing (a fresh cluster, the test server).
 
@@ -132,28 +115,11 @@ async def build_worker(
 ) -> AsyncIterator[Worker]:
     """A running worker: every workflow and activity, with the records database opened for it."""
     engine = make_engine(settings.database_url)
-    recorder = Recorder(engine)
-    codex = CodexRunner(settings, recorder)
-    workspace = WorkspaceActivities(settings)
-    tools = AgentTools(settings)
-    records = RecordActivities(recorder)
     worker = Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[CodexTaskWorkflow, PipelineWorkflow, AgentChatWorkflow],
-        activities=[
-            codex.run,
-            workspace.checkpoint,
-            workspace.restore,
-            tools.read_file,
-            tools.list_files,
-            tools.read_agents_md,
-            tools.save_agents_md,
-            tools.read_workspace_text,
-            records.session_start,
-            records.session,
-            records.conversation,
-        ],
+        workflows=WORKFLOWS,
+        activities=worker_activities(settings, engine),
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
     try:
@@ -175,7 +141,7 @@ async def main(settings: Settings | None = None, upgrade: bool = False) -> None:
         ) from None
     if settings.worker_metrics_address:
         log.info("metrics on http://%s/metrics", settings.worker_metrics_address)
-    client = await connect(settings, runtime=runtime)
+    client = await connect(settings, plugins=[agents_plugin(settings)], runtime=runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

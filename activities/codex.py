@@ -1,6 +1,6 @@
 """The codex runner: one ``codex exec`` run as a durable, cancellable, heartbeating activity.
 
-Contract (see design.md): the native binary, stdin ``/dev/null``, its own process group, a private
+Contract: the native binary, stdin ``/dev/null``, its own process group, a private
 ``CODEX_HOME``, an environment without secrets codex does not need, ``--json`` events parsed as they
 arrive, heartbeats with progress, SIGTERM then SIGKILL on cancel or timeout, and a retry that first
 restores the workspace to the task's starting checkpoint so two attempts never stack their edits.
@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -25,7 +24,6 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.children import die_with_parent
 from activities.codex_events import (
     CodexEvent,
     ErrorEvent,
@@ -40,51 +38,18 @@ from activities.codex_events import (
 )
 from activities.records import Recorder
 from activities.workspace import changed_files, checkpoint, resolve_workspace, restore
-from config import PROJECT_ROOT, Settings
+from config import Settings
+from core.children import die_with_parent
+from core.codex_cli import PROVIDER_KEY_ENV, codex_env, find_codex_binary
+from core.vocabulary import CodexEventPayload, CodexTaskState, EventKind
 from observability import metrics
-from store.events import EventBatcher
-from workflows.types import CodexResult, CodexTaskInput, TokenUsage
+from store.batcher import EventBatcher
+from workflows.types.codex import CodexResult, CodexTaskInput, TokenUsage
 
-__all__ = ["CodexRunner", "codex_command", "codex_env", "find_codex_binary"]
+__all__ = ["CodexRunner", "codex_command"]
 
-# Environment variables codex may see; everything else (API keys, tokens, cloud credentials) stays out.
-_PASSTHROUGH_ENV = (
-    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
-)  # fmt: skip
-_PROVIDER_KEY_ENV = "CODEXFLOW_PROVIDER_API_KEY"
 _MAX_LINE = 64 * 1024 * 1024  # command output arrives inside one JSON line; allow it to be large
 _STDERR_TAIL = 4000
-
-
-def find_codex_binary(settings: Settings) -> Path:
-    """``CODEXFLOW_CODEX_BIN``, else the native binary npm installed here, else ``codex`` on PATH."""
-    if settings.codex_bin:
-        candidates = [Path(settings.codex_bin).expanduser()]
-        hint = f"CODEXFLOW_CODEX_BIN={settings.codex_bin} is not an executable file"
-    else:
-        candidates = sorted(PROJECT_ROOT.glob("node_modules/@openai/codex-*/vendor/*/bin/codex"))
-        candidates += [Path(p) for p in [shutil.which("codex")] if p]
-        hint = "run `npm ci` in the codexflow directory (it installs @openai/codex)"
-    for path in candidates:
-        if path.is_file() and os.access(path, os.X_OK):
-            return path.resolve()
-    raise ApplicationError(
-        f"codex binary not found: {hint}, or set CODEXFLOW_CODEX_BIN to the codex executable",
-        type="CodexNotInstalled",
-        non_retryable=True,
-    )
-
-
-def codex_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k in _PASSTHROUGH_ENV}
-    env.update(CODEX_HOME=str(settings.codex_home.resolve()), NO_COLOR="1", TERM="dumb")
-    key = settings.codex_api_key.get_secret_value() if settings.codex_api_key else None
-    if settings.codex_base_url:
-        env[_PROVIDER_KEY_ENV] = key or "unused"
-    elif key:
-        env["CODEX_API_KEY"] = key
-    return env
 
 
 def codex_command(
@@ -97,7 +62,7 @@ def codex_command(
     if settings.codex_base_url:
         provider = (
             '{name="codexflow",wire_api="responses",'
-            f'base_url="{settings.codex_base_url}",env_key="{_PROVIDER_KEY_ENV}"}}'
+            f'base_url="{settings.codex_base_url}",env_key="{PROVIDER_KEY_ENV}"}}'
         )
         cmd += ["-c", 'model_provider="codexflow"', "-c", f"model_providers.codexflow={provider}"]
     # Commands codex runs get only a core environment, and nothing phones home.
@@ -180,14 +145,18 @@ class CodexRunner:
                         await proc.wait()
             except TimeoutError:
                 await _terminate(proc, self.settings.codex_kill_grace_s)
-                _ended(input, "timeout", proc.returncode, time.monotonic() - started)
+                _ended(input, CodexTaskState.TIMEOUT, proc.returncode, time.monotonic() - started)
                 message = f"codex did not finish within {timeout:g}s (CODEXFLOW_CODEX_TIMEOUT_S)"
-                await self._finished(input, progress, "failed", None, message, stderr_tail)
+                await self._finished(
+                    input, progress, CodexTaskState.FAILED, None, message, stderr_tail
+                )
                 raise ApplicationError(message, type="CodexTimeout") from None
             except BaseException:  # cancellation, worker shutdown: never leave codex running
                 await _terminate(proc, self.settings.codex_kill_grace_s)
-                _ended(input, "cancelled", proc.returncode, time.monotonic() - started)
-                await self._finished(input, progress, "cancelled", None, None, stderr_tail)
+                _ended(input, CodexTaskState.CANCELLED, proc.returncode, time.monotonic() - started)
+                await self._finished(
+                    input, progress, CodexTaskState.CANCELLED, None, None, stderr_tail
+                )
                 raise
             final = (
                 last_message.read_text(errors="replace").strip() if last_message.exists() else ""
@@ -210,7 +179,7 @@ class CodexRunner:
             events=progress.events,
             output_tail=progress.tail(self.settings.tool_output_max_chars),
         )
-        status = "completed" if success else "failed"
+        status = CodexTaskState.COMPLETED if success else CodexTaskState.FAILED
         _ended(input, status, exit_code, result.duration_s)
         await self._finished(input, progress, status, result, result.error, stderr_tail)
         if not success:
@@ -225,7 +194,7 @@ class CodexRunner:
         self,
         input: CodexTaskInput,
         progress: _Progress,
-        status: str,
+        status: CodexTaskState,
         result: CodexResult | None,
         error: str | None,
         stderr_tail: deque[str],
@@ -254,7 +223,9 @@ class CodexRunner:
             progress.observe(event)
             payload = event.data if isinstance(event, Unknown) else _raw(text, event)
             await batch.add(
-                self.recorder.codex_event(input, progress.attempt, "codex.event", payload)
+                self.recorder.codex_event(
+                    input, progress.attempt, EventKind.CODEX_EVENT, CodexEventPayload(**payload)
+                )
             )
 
 
@@ -301,7 +272,9 @@ class _Progress:
         }
 
 
-def _ended(input: CodexTaskInput, outcome: str, exit_code: int | None, seconds: float) -> None:
+def _ended(
+    input: CodexTaskInput, outcome: CodexTaskState, exit_code: int | None, seconds: float
+) -> None:
     metrics.codex_finished(outcome, exit_code, seconds)
     activity.logger.info(
         "codex task %s %s (exit %s) in %.1fs", input.task_id, outcome, exit_code, seconds

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from workflows.types import TokenUsage
+from workflows.types.codex import TokenUsage
 
 __all__ = [
     "CodexEvent",

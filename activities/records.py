@@ -12,32 +12,37 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from temporalio import activity
 
+from core.vocabulary import (
+    FINISHED,
+    CodexFinished,
+    CodexStarted,
+    CodexTaskState,
+    EventKind,
+    SessionStarted,
+    SessionStatus,
+    StageStarted,
+    StageStatus,
+)
 from observability import metrics
 from store.db import make_sessionmaker
 from store.events import EventLog, NewEvent
 from store.models import CodexTask, Conversation, Message, Project, RunSession, utcnow
-from workflows.types import (
-    CodexResult,
-    CodexTaskInput,
-    ConversationRecord,
-    SessionPatch,
-    SessionStart,
-)
+from workflows.types.codex import CodexResult, CodexTaskInput
+from workflows.types.records import ConversationRecord, SessionPatch, SessionStart
 
 __all__ = ["Recorder", "RecordActivities"]
-
-_TERMINAL = ("completed", "failed", "cancelled")
 
 
 class Recorder:
     """Database writes shared by the record activities and the codex runner."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self.sessions = make_sessionmaker(engine)
+        self.db = make_sessionmaker(engine)
         self.events = EventLog(engine)
 
     async def _append(self, db: AsyncSession, events: Sequence[NewEvent]) -> None:
@@ -49,7 +54,7 @@ class Recorder:
     async def start_session(self, start: SessionStart) -> bool:
         """Open the session's row; True when this call started it (False: already started)."""
         started = False
-        async with self.sessions.begin() as db:
+        async with self.db.begin() as db:
             if await db.get(Project, start.project_id) is None:
                 db.add(Project(id=start.project_id, name=start.project_id,
                                workspace_path=start.workspace))  # fmt: skip
@@ -66,13 +71,15 @@ class Recorder:
                 )
                 db.add(row)
             if row.started_at is None:
-                row.status, row.started_at = "running", utcnow()
+                row.status, row.started_at = SessionStatus.RUNNING, utcnow()
                 await db.flush()
-                await self._append(db, [NewEvent(start.session_id, "session.started", {})])
+                await self._append(
+                    db, [_event(start.session_id, EventKind.SESSION_STARTED, SessionStarted())]
+                )
                 started = True
         return started
 
-    async def patch_session(self, patch: SessionPatch) -> str | None:
+    async def patch_session(self, patch: SessionPatch) -> SessionStatus | None:
         """Apply ``patch``; the status it set when it changed the status, else None."""
         values: dict[str, Any] = {
             k: v
@@ -91,12 +98,12 @@ class Recorder:
         }
         if patch.finished:
             values["completed_at"] = utcnow()
-        async with self.sessions.begin() as db:
+        async with self.db.begin() as db:
             row = await db.get(RunSession, patch.session_id, with_for_update=True)
             if row is None:
                 raise LookupError(f"session {patch.session_id} has no row")
             changed = any(getattr(row, k) != v for k, v in values.items() if k != "completed_at")
-            if row.status in _TERMINAL and patch.status not in (None, row.status):
+            if row.status in FINISHED and patch.status not in (None, row.status):
                 return None  # a finished session is never reopened by a late retry
             if not changed and not (patch.finished and row.completed_at is None):
                 return None
@@ -112,17 +119,19 @@ class Recorder:
 
     async def record_conversation(self, record: ConversationRecord) -> float | None:
         """Open or close a stage iteration; its duration in seconds when this call closed it."""
-        async with self.sessions.begin() as db:
+        async with self.db.begin() as db:
             row = await db.get(Conversation, record.id, with_for_update=True)
-            payload = {"stage": record.role, "iteration": record.iteration, **record.event_payload}
+            started = StageStarted(stage=record.role, iteration=record.iteration)
             if row is None:
                 db.add(Conversation(id=record.id, session_id=record.session_id,
                                     agent_type=record.role, iteration=record.iteration))  # fmt: skip
                 await db.flush()
-                await self._append(db, [NewEvent(record.session_id, "stage.started", payload)])
+                await self._append(
+                    db, [_event(record.session_id, EventKind.STAGE_STARTED, started)]
+                )
                 row = await db.get(Conversation, record.id)
                 assert row is not None
-            if record.status == "running" or row.status == record.status:
+            if record.status is StageStatus.RUNNING or row.status == record.status:
                 return None
             row.status, row.ended_at, row.report = record.status, utcnow(), record.report
             duration = (row.ended_at - row.started_at).total_seconds()
@@ -137,13 +146,16 @@ class Recorder:
                                    role=message.role, content=message.content,
                                    message_metadata=message.metadata))  # fmt: skip
             await db.flush()
-            await self._append(db, [NewEvent(record.session_id, f"stage.{record.status}", payload)])
+            payload = started.model_dump(mode="json") | record.event_payload
+            await self._append(
+                db, [NewEvent(record.session_id, _STAGE_END[record.status], payload)]
+            )
         return duration
 
     # --- codex tasks (called by the codex runner) -------------------------------------------------
 
     async def codex_started(self, task: CodexTaskInput, attempt: int, pid: int | None) -> None:
-        async with self.sessions.begin() as db:
+        async with self.db.begin() as db:
             row = await db.get(CodexTask, task.task_id, with_for_update=True)
             if row is None:
                 row = CodexTask(id=task.task_id, session_id=task.session_id, agent_type=task.role,
@@ -151,21 +163,24 @@ class Recorder:
                 db.add(row)
             elif row.attempt == attempt:
                 return  # this attempt is already recorded (a repeated call never reopens it)
-            row.status, row.attempt, row.process_id = "running", attempt, pid
+            row.status, row.attempt, row.process_id = CodexTaskState.RUNNING, attempt, pid
             row.started_at = row.started_at or utcnow()
             await db.flush()
-            await self._append(db, [self.codex_event(task, attempt, "codex.started", {"pid": pid})])
+            started = CodexStarted(pid=pid)
+            await self._append(
+                db, [self.codex_event(task, attempt, EventKind.CODEX_STARTED, started)]
+            )
 
     async def codex_finished(
         self,
         task: CodexTaskInput,
         attempt: int,
-        status: str,
+        status: CodexTaskState,
         result: CodexResult | None = None,
         error: str | None = None,
         stderr_tail: str | None = None,
     ) -> None:
-        async with self.sessions.begin() as db:
+        async with self.db.begin() as db:
             row = await db.get(CodexTask, task.task_id, with_for_update=True)
             if row is None or (row.status == status and row.attempt == attempt):
                 return
@@ -175,15 +190,36 @@ class Recorder:
                 row.exit_code, row.thread_id = result.exit_code, result.thread_id
                 row.final_message, row.output_files = result.final_message, result.changed_files
                 row.usage = result.usage.model_dump()
-            payload: dict[str, Any] = {"status": status, "error": error}
+            finished = CodexFinished(status=status, error=error)
             if result is not None:
-                payload |= {"exit_code": result.exit_code, "changed_files": result.changed_files}
+                finished.exit_code, finished.changed_files = result.exit_code, result.changed_files
             await db.flush()
-            await self._append(db, [self.codex_event(task, attempt, "codex.finished", payload)])
+            await self._append(
+                db, [self.codex_event(task, attempt, EventKind.CODEX_FINISHED, finished)]
+            )
 
     @staticmethod
-    def codex_event(task: CodexTaskInput, attempt: int, kind: str, payload: dict) -> NewEvent:
-        return NewEvent(task.session_id or task.task_id, kind, payload, task.task_id, attempt)
+    def codex_event(
+        task: CodexTaskInput, attempt: int, kind: EventKind, payload: BaseModel
+    ) -> NewEvent:
+        return _event(task.session_id or task.task_id, kind, payload, task.task_id, attempt)
+
+
+def _event(
+    log_key: str,
+    kind: EventKind,
+    payload: BaseModel,
+    codex_task_id: str | None = None,
+    attempt: int | None = None,
+) -> NewEvent:
+    return NewEvent(log_key, kind, payload.model_dump(mode="json"), codex_task_id, attempt)
+
+
+_STAGE_END = {
+    StageStatus.COMPLETED: EventKind.STAGE_COMPLETED,
+    StageStatus.FAILED: EventKind.STAGE_FAILED,
+    StageStatus.CANCELLED: EventKind.STAGE_CANCELLED,
+}
 
 
 class RecordActivities:
@@ -201,7 +237,7 @@ class RecordActivities:
     @activity.defn(name="record_session")
     async def session(self, patch: SessionPatch) -> None:
         status = await self.recorder.patch_session(patch)
-        if status is not None and status in _TERMINAL:
+        if status is not None and status in FINISHED:
             metrics.session_finished(status, patch.outcome)
             activity.logger.info(
                 "session %s %s%s",

@@ -12,9 +12,10 @@ from typing import Any
 from agents import RunContextWrapper
 from temporalio import activity
 
-from activities.workspace import PathNotAllowed, confine, resolve_workspace
+from activities.workspace import resolve_workspace
 from config import Settings
-from workflows.types import ReadTextInput, SessionCtx
+from core.paths import PathNotAllowed, confine
+from workflows.types.workspace import AgentContext, ReadTextInput
 
 __all__ = ["AGENTS_MD", "AgentTools", "read_text"]
 
@@ -49,11 +50,11 @@ class AgentTools:
 
     def _workspace(self, ctx: Any) -> Path:
         session = ctx.context if isinstance(ctx, RunContextWrapper) else ctx["context"]
-        session = SessionCtx.model_validate(session)
+        session = AgentContext.model_validate(session)
         return resolve_workspace(self.settings, session.workspace)
 
     @activity.defn(name="tool_read_file")
-    async def read_file(self, ctx: RunContextWrapper[SessionCtx], path: str) -> str:
+    async def read_file(self, ctx: RunContextWrapper[AgentContext], path: str) -> str:
         """Read a text file of the project workspace. `path` is relative to the workspace root."""
         try:
             text = read_text(self._workspace(ctx), path, self.settings.tool_output_max_chars)
@@ -62,7 +63,7 @@ class AgentTools:
         return text if text is not None else f"File not found: {path}"
 
     @activity.defn(name="tool_list_files")
-    async def list_files(self, ctx: RunContextWrapper[SessionCtx], path: str) -> str:
+    async def list_files(self, ctx: RunContextWrapper[AgentContext], path: str) -> str:
         """List files under a directory of the workspace ('.' for the root), with sizes."""
         root = self._workspace(ctx)
         try:
@@ -84,13 +85,13 @@ class AgentTools:
         return text[: self.settings.tool_output_max_chars]
 
     @activity.defn(name="tool_read_agents_md")
-    async def read_agents_md(self, ctx: RunContextWrapper[SessionCtx]) -> str:
+    async def read_agents_md(self, ctx: RunContextWrapper[AgentContext]) -> str:
         """Read AGENTS.md, the requirements document all roles work from."""
         text = read_text(self._workspace(ctx), AGENTS_MD, _MAX_AGENTS_MD)
         return text if text is not None else "AGENTS.md does not exist yet; the Planner creates it."
 
     @activity.defn(name="tool_save_agents_md")
-    async def save_agents_md(self, ctx: RunContextWrapper[SessionCtx], content: str) -> str:
+    async def save_agents_md(self, ctx: RunContextWrapper[AgentContext], content: str) -> str:
         """Save AGENTS.md (the whole document, markdown) at the workspace root."""
         if not content.strip():
             return "Refused: AGENTS.md content is empty."

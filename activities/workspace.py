@@ -1,105 +1,28 @@
-"""Project workspaces: a git repository per project, checkpoints, restores and path confinement.
+"""Project workspaces: a git repository per project, checkpoints, restores and what changed.
 
-Every path that comes from a user or a model goes through :func:`confine`. Git runs with hooks
-disabled and without the machine's global configuration, so a workspace can't run code on commit.
+Every path that comes from a user or a model goes through :func:`core.paths.confine`; git runs
+through :func:`core.git.git`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from config import Settings
-from workflows.types import Checkpoint, CheckpointInput, RestoreInput
+from core.git import git
+from core.paths import is_within
+from workflows.types.workspace import Checkpoint, CheckpointInput
 
 __all__ = [
-    "GitError",
-    "PathNotAllowed",
     "WorkspaceActivities",
     "changed_files",
     "checkpoint",
-    "confine",
-    "create_workspace",
+    "resolve_workspace",
     "restore",
 ]
-
-_GIT_ENV = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_TERMINAL_PROMPT": "0",
-    "GIT_AUTHOR_NAME": "codexflow",
-    "GIT_AUTHOR_EMAIL": "codexflow@localhost",
-    "GIT_COMMITTER_NAME": "codexflow",
-    "GIT_COMMITTER_EMAIL": "codexflow@localhost",
-}
-
-
-_EXCLUDED = ("__pycache__/", "*.pyc", ".pytest_cache/", ".mypy_cache/", "node_modules/", ".venv/")
-
-
-class PathNotAllowed(ValueError):
-    """A user- or model-supplied path that would leave its workspace."""
-
-
-class GitError(RuntimeError):
-    """A git command failed."""
-
-
-def confine(root: Path, relative: str) -> Path:
-    """Resolve ``relative`` inside ``root``; refuse absolute paths, ``..`` and escaping symlinks."""
-    if not relative or "\x00" in relative:
-        raise PathNotAllowed("empty path or NUL byte")
-    pure = PurePosixPath(relative.replace("\\", "/"))
-    if pure.is_absolute() or relative.startswith("~"):
-        raise PathNotAllowed(f"absolute paths are not allowed: {relative!r}")
-    if ".." in pure.parts:
-        raise PathNotAllowed(f"'..' is not allowed in paths: {relative!r}")
-    base = root.resolve()
-    # resolve() follows symlinks, so a link pointing outside the workspace is caught here.
-    target = (base / pure).resolve()
-    if target != base and base not in target.parents:
-        raise PathNotAllowed(f"path escapes the workspace: {relative!r}")
-    return target
-
-
-def is_within(root: Path, path: Path) -> bool:
-    base, target = root.resolve(), path.resolve()
-    return target == base or base in target.parents
-
-
-async def git(workspace: Path, *args: str, index: Path | None = None) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        "git",
-        "-c",
-        "core.hooksPath=/dev/null",
-        "-c",
-        "commit.gpgsign=false",
-        *args,
-        cwd=workspace,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **_GIT_ENV, **({"GIT_INDEX_FILE": str(index)} if index else {})},
-    )
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise GitError(f"git {' '.join(args)} failed: {err.decode(errors='replace').strip()}")
-    return out.decode(errors="replace")
-
-
-async def create_workspace(path: Path) -> str:
-    """Make ``path`` a git repository with an initial commit; return that commit's id."""
-    path.mkdir(parents=True, exist_ok=True)
-    if not (path / ".git").exists():
-        await git(path, "init", "-q", "-b", "main")
-        # Build litter stays out of checkpoints without touching the project's own .gitignore.
-        (path / ".git" / "info" / "exclude").write_text("\n".join(_EXCLUDED) + "\n")
-        await git(path, "commit", "-q", "--allow-empty", "-m", "codexflow: workspace created")
-    return (await git(path, "rev-parse", "HEAD")).strip()
 
 
 async def checkpoint(path: Path, message: str, since: str | None = None) -> Checkpoint:
@@ -154,10 +77,6 @@ class WorkspaceActivities:
     @activity.defn(name="checkpoint_workspace")
     async def checkpoint(self, input: CheckpointInput) -> Checkpoint:
         return await checkpoint(self.workspace(input.workspace), input.message, input.since)
-
-    @activity.defn(name="restore_workspace")
-    async def restore(self, input: RestoreInput) -> None:
-        await restore(self.workspace(input.workspace), input.commit)
 
 
 def resolve_workspace(settings: Settings, path: str) -> Path:

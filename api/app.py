@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,45 +11,22 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.requests import HTTPConnection
-from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import require_token
+from api.deps import require_token, require_token_or_query
 from api.routes import agents, codex_tasks, events, files, health, projects, sessions, ws
+from api.state import ApiState, TemporalConnector, TemporalUnavailable
 from config import Settings, get_settings
 from observability.api_metrics import CONTENT_TYPE_LATEST, ApiMetrics, MetricsMiddleware
 from observability.logs import bind_log_ids
 from store.db import make_engine, make_sessionmaker
-from store.events import EventHub, EventLog
+from store.events import EventLog
+from store.hub import EventHub
 from store.schema import check_schema
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("codexflow.api")
-
-
-class TemporalUnavailable(RuntimeError):
-    """Temporal could not be reached; the API answers 503."""
-
-
-class TemporalConnector:
-    """Connects to Temporal on first use (and again after a failure), so the API starts without it."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._client: Client | None = None
-        self._lock = asyncio.Lock()
-
-    async def get(self) -> Client:
-        async with self._lock:
-            if self._client is None:
-                from worker import connect
-
-                try:
-                    self._client = await asyncio.wait_for(connect(self.settings), timeout=5)
-                except (RuntimeError, TimeoutError) as err:  # "Failed client connect: ..."
-                    raise TemporalUnavailable(str(err) or "connection timed out") from None
-            return self._client
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -60,11 +36,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await check_schema(settings)
         engine = make_engine(settings.database_url)
-        app.state.settings = settings
-        app.state.sessions = make_sessionmaker(engine)
-        app.state.temporal = TemporalConnector(settings)
-        app.state.events = EventLog(engine)
-        app.state.hub = EventHub(app.state.events)  # one follower per session, fanned out
+        events = EventLog(engine)
+        app.state.api = ApiState(
+            settings=settings,
+            db=make_sessionmaker(engine),
+            temporal=TemporalConnector(settings),
+            events=events,
+            hub=EventHub(events),
+        )
         try:
             yield
         finally:
@@ -90,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(require_token)])
     async def metrics(request: Request) -> Response:
         """Prometheus metrics (text format); the bearer token when one is configured."""
-        body = await request.app.state.metrics.render(request.app.state.sessions)
+        body = await request.app.state.metrics.render(request.app.state.api.db)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(health.router)
@@ -98,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, dependencies=[Depends(require_token)])
     app.include_router(agents.router, dependencies=[Depends(require_token)])
     # EventSource and WebSocket clients cannot send headers: these take ?token= as well.
-    app.include_router(events.router, dependencies=[Depends(events.require_token_or_query)])
+    app.include_router(events.router, dependencies=[Depends(require_token_or_query)])
     app.include_router(ws.router)  # authenticates in the handlers (close code 4401)
     _error_handlers(app)
     return app

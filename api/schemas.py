@@ -7,7 +7,9 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from workflows.types import AwaitingReview, Decision, PipelineOptions
+from core.vocabulary import Decision
+from workflows.types.pipeline import PipelineOptions
+from workflows.types.review import AwaitingReview
 
 # The largest offset or id a query parameter may carry: a BIGINT (and SQLite's INTEGER) holds no
 # more, and a larger one would fail in the database driver (a 500) instead of answering 422.

@@ -21,13 +21,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
-from activities.codex import codex_command, codex_env, find_codex_binary  # noqa: E402
-from activities.workspace import create_workspace  # noqa: E402
+from activities.codex import codex_command  # noqa: E402
 from config import Settings  # noqa: E402
+from core.codex_cli import codex_env, find_codex_binary  # noqa: E402
+from core.git import create_workspace  # noqa: E402
 from devkit.processes import scratch_settings, start_dev_server  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.codex_task import CodexTaskWorkflow  # noqa: E402
-from workflows.types import CodexTaskInput, CodexTaskRequest  # noqa: E402
+from workflows.types.codex import (
+    CodexTaskInput,
+    CodexTaskRequest,  # noqa: E402
+)
 
 PROMPT = "Benchmark task.\n@fake write=out.txt:hello\\n\n@fake events=5"
 

@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
 from devkit.postgres import throwaway_postgres  # noqa: E402
+from store.batcher import EventBatcher  # noqa: E402
 from store.db import make_engine  # noqa: E402
-from store.events import PG_SAFETY_POLL_S, EventBatcher, EventLog, NewEvent  # noqa: E402
+from store.events import PG_SAFETY_POLL_S, EventLog, NewEvent  # noqa: E402
 from store.models import Base  # noqa: E402
 
 # About the size of a codex JSONL line with a short command output.

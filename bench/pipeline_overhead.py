@@ -22,13 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from temporalio.client import Client  # noqa: E402
 from temporalio.openai_agents.testing import TestModelProvider  # noqa: E402
 
-from activities.workspace import create_workspace  # noqa: E402
 from config import Settings  # noqa: E402
+from core.git import create_workspace  # noqa: E402
 from devkit.agent_model import ScriptedAgentModel, pipeline_script  # noqa: E402
 from devkit.processes import scratch_settings, start_dev_server  # noqa: E402
 from worker import agents_plugin, build_worker  # noqa: E402
 from workflows.pipeline import PipelineWorkflow  # noqa: E402
-from workflows.types import PipelineInput  # noqa: E402
+from workflows.types.pipeline import PipelineInput  # noqa: E402
 
 
 async def one_run(client: Client, settings: Settings) -> tuple[float, int, float]:

@@ -1,1 +1,1 @@
-"""The four roles: instructions, codex prompt templates, output types, and which tools each gets."""
+"""The four roles: their instructions, the markers their prompts use, and the reports they return."""

@@ -7,18 +7,14 @@ makes every edit. Each role ends with a typed report (see ``crew.reports``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from pydantic import BaseModel
 
+from core.vocabulary import Role
+from crew.markers import role_line
 from crew.reports import BuildReport, PlanReport, QAReport, ReadinessReport
 
-
-class Role(StrEnum):
-    PLANNER = "planner"
-    BUILDER = "builder"
-    QA_QC = "qa_qc"
-    PROD_READY = "prod_ready"
+__all__ = ["BUILDER", "PLANNER", "PROD_READY", "QA_QC", "ROLES", "RoleSpec"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +24,6 @@ class RoleSpec:
     description: str
     handoff_description: str
     instructions: str
-    codex_prompt_template: str
     output_type: type[BaseModel]
 
 
@@ -44,7 +39,7 @@ PLANNER = RoleSpec(
     name="Planner Agent",
     description="Expert business analyst and architect that turns a request into AGENTS.md",
     handoff_description="Requirements analysis and AGENTS.md creation",
-    instructions=f"""ROLE: planner
+    instructions=f"""{role_line(Role.PLANNER)}
 You are an expert business analyst and software architect. Turn the user's request into AGENTS.md,
 the specification the Builder, QA and ProdReady agents will follow.
 
@@ -65,11 +60,6 @@ RULES: be specific and unambiguous; prefer the standard library; always require 
 - save_agents_md(content): write AGENTS.md (the whole document).
 
 Finish with a PlanReport.""",
-    codex_prompt_template="""Inspect the workspace and report its structure, languages and test setup.
-Do not change any file.
-
-USER REQUEST:
-{user_request}""",
     output_type=PlanReport,
 )
 
@@ -78,7 +68,7 @@ BUILDER = RoleSpec(
     name="Builder Agent",
     description="Expert developer that implements AGENTS.md step by step through codex",
     handoff_description="Step-by-step implementation",
-    instructions=f"""ROLE: builder
+    instructions=f"""{role_line(Role.BUILDER)}
 You are an expert software developer. Implement AGENTS.md step by step through codex.
 
 WORKFLOW:
@@ -95,15 +85,6 @@ RULES: follow AGENTS.md exactly; one step per codex call; never claim work codex
 {_TOOLS}
 
 Finish with a BuildReport.""",
-    codex_prompt_template="""Implement the following from AGENTS.md:
-
-CURRENT STEP:
-{current_step}
-
-REQUIREMENTS FROM AGENTS.md:
-{requirements}
-
-Implement only this step, production-ready, with error handling and tests where AGENTS.md asks.""",
     output_type=BuildReport,
 )
 
@@ -112,7 +93,7 @@ QA_QC = RoleSpec(
     name="QA/QC Agent",
     description="Quality engineer that tests the build, fixes what it can, and reports",
     handoff_description="Testing, debugging and quality verification",
-    instructions=f"""ROLE: qa_qc
+    instructions=f"""{role_line(Role.QA_QC)}
 You are an expert QA engineer and debugger. Verify the build against AGENTS.md.
 
 WORKFLOW:
@@ -127,15 +108,6 @@ WORKFLOW:
 {_TOOLS}
 
 Finish with a QAReport.""",
-    codex_prompt_template="""Debug and fix the following issue:
-
-ISSUE:
-{issue_description}
-
-ERROR OUTPUT:
-{error_output}
-
-Find the root cause, make the minimal fix, add a regression test, and run the tests.""",
     output_type=QAReport,
 )
 
@@ -144,7 +116,7 @@ PROD_READY = RoleSpec(
     name="Production Readiness Agent",
     description="DevOps reviewer that decides whether the build is ready for production",
     handoff_description="Final production-readiness validation",
-    instructions=f"""ROLE: prod_ready
+    instructions=f"""{role_line(Role.PROD_READY)}
 You are an expert DevOps engineer and production-readiness reviewer.
 
 CHECKLIST: every AGENTS.md requirement implemented; the full test suite passes; no hardcoded
@@ -160,13 +132,6 @@ specific enough for the Builder to fix.
 {_TOOLS}
 
 Finish with a ReadinessReport.""",
-    codex_prompt_template="""Perform a production readiness check:
-
-AGENTS.md REQUIREMENTS:
-{requirements}
-
-Run the test suite, check for hardcoded secrets and unsafe input handling, and report the results.
-Do not modify files.""",
     output_type=ReadinessReport,
 )
 

@@ -1,13 +1,12 @@
 """A scripted stand-in for the agents' model (the plugin's ``TestModel``), deciding by input.
 
-Each call is answered from the request alone: the role (``ROLE: x`` in the instructions), the stage
-iteration (``STAGE: x #n`` in the input) and how many tool results the agent has seen so far.
+Each call is answered from the request alone: the role and the stage iteration (read with
+``crew.markers``) and how many tool results the agent has seen so far.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,8 @@ from typing import Any
 from agents import ModelResponse, Usage
 from openai.types.responses import ResponseFunctionToolCall
 from temporalio.openai_agents.testing import ResponseBuilders, TestModel
+
+from crew.markers import role_in, stage_in
 
 __all__ = ["Turn", "ScriptedAgentModel", "tool", "report", "pipeline_script"]
 
@@ -72,10 +73,11 @@ class ScriptedAgentModel(TestModel):
 
 
 def _turn(instructions: str, input: str | list) -> Turn:
-    role = m.group(1) if (m := re.search(r"ROLE: (\w+)", instructions)) else "chat"
+    role = role_in(instructions) or "chat"
     items = [input] if isinstance(input, str) else input
     text = "\n".join(_text(item) for item in items if _is_user(item))
-    iteration = int(m.group(1)) if (m := re.search(r"STAGE: \w+ #(\d+)", text)) else 1
+    stage = stage_in(text)
+    iteration = stage[1] if stage else 1
     step = sum(
         1 for item in items if isinstance(item, dict) and item.get("type") == "function_call_output"
     )

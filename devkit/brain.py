@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from crew.markers import CURRENT_STEP, ISSUES_TO_FIX, current_step_in, issues_in, role_in, stage_in
 from devkit.responses_server import HttpError, Message, Patch, ToolCall, Turn
 
 __all__ = [
@@ -54,12 +55,7 @@ UNKNOWN = "unknown"
 _ROLES = ("planner", "builder", "qa_qc", "prod_ready")
 TEST_COMMAND = "python3 -m unittest -v"
 
-_ROLE_LINE = re.compile(r"^\s*ROLE:\s*(\w+)", re.MULTILINE)
-_STAGE_LINE = re.compile(r"STAGE: (\w+) #(\d+)")
 _EXIT_CODE = re.compile(r"(?:exited with code|Exit code:)\s*(-?\d+)")
-_CURRENT_STEP = re.compile(r"^CURRENT STEP:(.*)$", re.MULTILINE)
-_ISSUES_MARKER = "ISSUES TO FIX"
-_LIST_ITEM = re.compile(r"^\s*(?:[-*]|\d+[.)])\s+(.*)$")
 _SECRETS_CLEAN = "no hardcoded secrets found"
 
 # --- the project ---------------------------------------------------------------------------------
@@ -184,7 +180,7 @@ _SECRETS_COMMAND = (
 
 _REQUIREMENT_LINES = "\n".join(f"{n}. {text}" for n, text in enumerate(REQUIREMENTS, 1))
 
-PROMPT_CALC = f"""CURRENT STEP: 1. {STEPS[0]}
+PROMPT_CALC = f"""{CURRENT_STEP} 1. {STEPS[0]}
 
 REQUIREMENTS FROM AGENTS.md:
 {_REQUIREMENT_LINES}
@@ -195,7 +191,7 @@ Create calc.py at the workspace root with the functions add, subtract, multiply 
 with type hints and a docstring. divide(a, b) must raise ValueError("division by zero") when b is 0.
 Standard library only. Implement only this step; the tests come in the next step."""
 
-PROMPT_TESTS = f"""CURRENT STEP: 2. {STEPS[1]}
+PROMPT_TESTS = f"""{CURRENT_STEP} 2. {STEPS[1]}
 
 REQUIREMENTS FROM AGENTS.md:
 {_REQUIREMENT_LINES}
@@ -215,7 +211,7 @@ PROMPT_READINESS = f"""Production readiness check. Do not modify any file.
 
 def _prompt_fix(issues: list[str]) -> str:
     listed = "\n".join(f"- {issue}" for issue in issues)
-    return f"""{_ISSUES_MARKER}:
+    return f"""{ISSUES_TO_FIX}
 {listed}
 
 Fix exactly these issues with minimal changes, keep every AGENTS.md requirement intact, then run
@@ -286,8 +282,8 @@ def speaker_of(request: dict[str, Any]) -> str:
     """Who sent a Responses request: a role (``planner``...), ``codex`` or ``unknown``."""
     instructions = request.get("instructions")
     if isinstance(instructions, str) and instructions:
-        match = _ROLE_LINE.search(instructions)
-        return match[1] if match and match[1] in _ROLES else UNKNOWN
+        role = role_in(instructions)
+        return role if role in _ROLES else UNKNOWN
     if _tool_names(request) & {"exec_command", "apply_patch"}:
         return CODEX
     return UNKNOWN
@@ -387,7 +383,7 @@ class PipelineBrain:
         )
 
     def _builder(self, user: str, outputs: list[str], iteration: int) -> Turn:
-        if _ISSUES_MARKER in user:
+        if ISSUES_TO_FIX in user:
             if not outputs:
                 return self._run_codex(_prompt_fix(_issues(user)), _FIX_DIRECTIVES)
             return _report(
@@ -450,10 +446,9 @@ class PipelineBrain:
         # Directive lines are for the fake codex; the real one reads the prompt around them.
         task = "\n".join(line for line in prompt.splitlines() if not line.startswith("@fake "))
         # A builder prompt names its step first; the requirements below it mention every file.
-        step = _CURRENT_STEP.search(task)
-        focus = step[1] if step else task
+        focus = current_step_in(task) or task
         actions: list[Turn]
-        if _ISSUES_MARKER in task:
+        if ISSUES_TO_FIX in task:
             actions, kind = [_exec(TEST_COMMAND)], "fix"
         elif "test_calc.py" in focus:
             actions, kind = [_add_file("test_calc.py", TEST_CALC_PY), _exec(TEST_COMMAND)], "tests"
@@ -508,22 +503,10 @@ def _report(**fields: Any) -> Message:
 
 def _iteration(user: str, role: str) -> int:
     """The iteration in ``STAGE: <role> #<n>`` (the first STAGE line if none names the role)."""
-    stages = _STAGE_LINE.findall(user)
-    for name, number in stages:
-        if name == role:
-            return int(number)
-    return int(stages[0][1]) if stages else 1
+    stage = stage_in(user, role)
+    return stage[1] if stage else 1
 
 
 def _issues(user: str) -> list[str]:
-    """The items (``1. ...`` or ``- ...``) listed under ``ISSUES TO FIX`` in an agent's input."""
-    after = user.split(_ISSUES_MARKER, 1)[1].splitlines()[1:]
-    issues: list[str] = []
-    for line in after:
-        if item := _LIST_ITEM.match(line):
-            issues.append(item[1].strip())
-        elif issues and line.strip() and line[:1].isspace():  # an indented continuation line
-            issues[-1] = f"{issues[-1]} {line.strip()}"
-        elif issues or line.strip():
-            break
-    return issues[:20] or ["the issues listed in the input"]
+    """The items listed under ``ISSUES TO FIX`` in an agent's input."""
+    return issues_in(user) or ["the issues listed in the input"]

@@ -51,19 +51,19 @@ from sqlalchemy import select
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.children import die_with_parent
 from activities.records import Recorder
-from apiclient import ApiClient
-from config import PROJECT_ROOT, Settings
+from cli.client import ApiClient
+from cli.stack import dev_server_command, reachable
+from config import PROJECT_ROOT, Settings, settings_env
+from core.children import die_with_parent
 from devkit.brain import PipelineBrain
 from devkit.processes import free_port, scratch_settings, spawn_worker
 from devkit.responses_server import ScriptedResponsesServer, Stall, ToolCall, Turn
-from stack import dev_server_command, reachable, settings_env
 from store.db import make_engine
 from store.events import Event
 from store.models import CodexTask, RunSession
 from workflows.pipeline import PipelineWorkflow
-from workflows.types import PipelineResult
+from workflows.types.pipeline import PipelineResult
 
 __all__ = [
     "SCENARIOS",
@@ -275,7 +275,7 @@ class ChaosStack:
 
     async def codex_running(self) -> bool:
         """A fake codex of this stack runs now: a running task row whose pid is alive."""
-        async with self.recorder.sessions() as db:
+        async with self.recorder.db() as db:
             pids = (
                 await db.scalars(select(CodexTask.process_id).where(CodexTask.status == "running"))
             ).all()
@@ -298,7 +298,7 @@ class ChaosStack:
         return runs
 
     async def statuses(self, runs: Sequence[Run]) -> dict[str, tuple[str, str | None]]:
-        async with self.recorder.sessions() as db:
+        async with self.recorder.db() as db:
             rows = await db.scalars(
                 select(RunSession).where(RunSession.id.in_([r.session_id for r in runs]))
             )
@@ -508,7 +508,7 @@ async def _model_retries(client: Client, workflow_id: str) -> int:
 
 async def _final_attempts(stack: ChaosStack, run: Run) -> dict[str, int]:
     """Each codex task of the run, with the attempt it is at."""
-    async with stack.recorder.sessions() as db:
+    async with stack.recorder.db() as db:
         rows = await db.scalars(select(CodexTask).where(CodexTask.session_id == run.session_id))
         return {row.id: row.attempt for row in rows}
 

@@ -13,8 +13,7 @@ from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
-from config import PROJECT_ROOT, Settings
-from stack import settings_env
+from config import PROJECT_ROOT, Settings, settings_env
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 __all__ = ["FAKE_CODEX", "free_port", "scratch_settings", "spawn_worker", "start_dev_server"]

@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.vocabulary import SessionStatus
 from store.models import RunSession
 
 __all__ = ["CONTENT_TYPE_LATEST", "ApiMetrics", "MetricsMiddleware"]
@@ -41,9 +42,7 @@ log = logging.getLogger("codexflow.api")
 disable_created_metrics()
 
 # Every status a session row takes, so a status with no sessions reads 0 rather than vanishing.
-SESSION_STATUSES = (
-    "pending", "queued", "running", "waiting_for_review", "completed", "failed", "cancelled",
-)  # fmt: skip
+SESSION_STATUSES = tuple(SessionStatus)
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 

@@ -31,12 +31,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections import deque
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import islice
-from types import TracebackType
 from typing import Any, cast
 
 from sqlalchemy import Table, func, insert, select
@@ -48,12 +45,8 @@ from store.models import SessionEvent, utcnow
 __all__ = [
     "NOTIFY_CHANNEL",
     "Event",
-    "EventBatcher",
-    "EventFlushError",
-    "EventHub",
     "EventLog",
     "NewEvent",
-    "SubscriberTooSlow",
     "session_lock_key",
 ]
 
@@ -87,10 +80,6 @@ class NewEvent:
     payload: dict[str, Any]
     codex_task_id: str | None = None
     attempt: int | None = None
-
-
-SESSION_END_KINDS = frozenset({"session.finished", "session.failed", "session.cancelled"})
-"""The kinds that end a session's log: followers stop after one."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +122,7 @@ def _to_event(row: Any) -> Event:
     )
 
 
-async def _wait(event: asyncio.Event, at_most: float) -> None:
+async def wait_at_most(event: asyncio.Event, at_most: float) -> None:
     """Until ``event`` is set or ``at_most`` seconds pass. Not ``asyncio.wait_for``: on Python 3.11 it
     loses a cancellation that arrives as the event is set, and the cancelled loop runs on forever."""
     with contextlib.suppress(TimeoutError):
@@ -309,7 +298,7 @@ class EventLog:
                         last = event.id
                         yield event
                     if len(events) < page:
-                        await _wait(wake, safety)
+                        await wait_at_most(wake, safety)
             finally:
                 raw.remove_termination_listener(on_terminate)
                 try:
@@ -319,269 +308,3 @@ class EventLog:
                     # Never hand a connection that may still LISTEN back to the pool.
                     await conn.invalidate()
                     raise
-
-
-class EventFlushError(RuntimeError):
-    """An :class:`EventBatcher` could not store its events; ``events`` are the ones not stored."""
-
-    def __init__(self, message: str, events: list[NewEvent]) -> None:
-        super().__init__(message)
-        self.events = events
-
-
-class EventBatcher:
-    """Buffer events and append them to an :class:`EventLog` in batches, in the order added.
-
-    Use as an async context manager. A background task flushes whenever ``max_batch`` events are
-    buffered or ``interval`` seconds have passed, and the exit flushes whatever is left::
-
-        async with EventBatcher(log) as batcher:
-            while line := await stream.readline():
-                await batcher.add(NewEvent(session_id, "codex.event", parse(line)))
-
-    Backpressure: :meth:`add` is a coroutine so that memory stays bounded without the producer
-    having to remember anything. It returns at once (a deque append, no suspension) unless more
-    than ``max_buffer`` events are waiting, and only then waits for the flusher to catch up. A
-    synchronous ``add`` plus a separate ``drain()`` would bound memory only for callers that
-    remember to drain; the callers here all read codex's output in a coroutine anyway.
-
-    Failures are never silent: a failed append is retried ``retries`` times with exponential
-    backoff, and the events stay buffered meanwhile. If it still fails, the batcher stops flushing;
-    ``add`` then raises :class:`EventFlushError`, and the exit tries once more before
-    raising it with the unstored events attached. (If the ``async with`` body itself raised, that
-    exception propagates instead, with a note about the unstored events, and the loss is logged.)
-    A retried append whose commit had in fact succeeded stores that batch twice: delivery is
-    at-least-once.
-    """
-
-    def __init__(
-        self,
-        log: EventLog,
-        *,
-        interval: float = 0.1,
-        max_batch: int = 50,
-        max_buffer: int = 10_000,
-        retries: int = 4,
-        retry_delay: float = 0.1,
-    ) -> None:
-        if max_batch <= 0 or max_buffer <= 0 or interval <= 0:
-            raise ValueError("interval, max_batch and max_buffer must be positive")
-        self.log = log
-        self.interval = interval
-        self.max_batch = max_batch
-        self.max_buffer = max_buffer
-        self.retries = retries
-        self.retry_delay = retry_delay
-        self._buffer: deque[NewEvent] = deque()
-        self._wake = asyncio.Event()
-        self._progress = asyncio.Event()  # replaced after each flush round; waiters hold the old
-        self._task: asyncio.Task[None] | None = None
-        self._flush_lock = asyncio.Lock()  # one append at a time keeps the order and no duplicates
-        self._closing = False
-        self._error: BaseException | None = None
-        self.flushed = 0  # events stored so far
-
-    @property
-    def pending(self) -> int:
-        """Events added but not stored yet."""
-        return len(self._buffer)
-
-    async def add(self, event: NewEvent) -> None:
-        """Buffer one event; wait only while more than ``max_buffer`` events are buffered.
-
-        Raises :class:`EventFlushError` once flushing has failed for good, and ``RuntimeError``
-        outside the ``async with`` block.
-        """
-        if self._error is not None:
-            raise self._failure()
-        if self._closing or self._task is None:
-            raise RuntimeError("EventBatcher.add outside its async with block")
-        self._buffer.append(event)
-        if len(self._buffer) >= self.max_batch:
-            self._wake.set()
-            while len(self._buffer) > self.max_buffer and self._error is None:
-                if self._task.done():
-                    raise RuntimeError("the EventBatcher flusher has stopped")
-                progress = self._progress
-                self._wake.set()
-                await progress.wait()
-            if self._error is not None:
-                raise self._failure()
-
-    async def flush(self) -> None:
-        """Store everything buffered now (in the caller's task), with retries."""
-        await self._flush_all()
-        if self._error is not None:
-            raise self._failure()
-
-    async def __aenter__(self) -> EventBatcher:
-        if self._task is not None:
-            raise RuntimeError("EventBatcher is not reentrant")
-        self._task = asyncio.create_task(self._run(), name="event-batcher")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._closing = True
-        self._wake.set()
-        assert self._task is not None
-        try:
-            await self._task
-        except BaseException:
-            self._task.cancel()
-            raise
-        if self._buffer:  # the flusher gave up earlier: one last try
-            self._error = None
-            await self._flush_all()
-        if self._buffer:
-            error = self._failure()
-            if exc is None:
-                raise error
-            logger.error("%s", error, exc_info=error)
-            exc.add_note(str(error))
-
-    def _failure(self) -> EventFlushError:
-        error = EventFlushError(
-            f"{len(self._buffer)} session events could not be stored: {self._error!r}",
-            list(self._buffer),
-        )
-        error.__cause__ = self._error
-        return error
-
-    async def _run(self) -> None:
-        while not self._closing:
-            await _wait(self._wake, self.interval)
-            self._wake.clear()
-            if self._error is None:
-                await self._flush_all()
-        if self._error is None:
-            await self._flush_all()
-
-    async def _flush_all(self) -> None:
-        async with self._flush_lock:
-            try:
-                while self._buffer and self._error is None:
-                    chunk = list(islice(self._buffer, self.max_batch))
-                    await self._append_with_retries(chunk)
-                    if self._error is None:
-                        for _ in chunk:
-                            self._buffer.popleft()
-                        self.flushed += len(chunk)
-                    self._signal_progress()
-            finally:
-                self._signal_progress()
-
-    async def _append_with_retries(self, chunk: list[NewEvent]) -> None:
-        delay = self.retry_delay
-        for attempt in range(self.retries + 1):
-            try:
-                await self.log.append(chunk)
-                return
-            except Exception as exc:
-                if attempt == self.retries:
-                    self._error = exc
-                    return
-                logger.warning("appending %d session events failed (%r); retrying", len(chunk), exc)
-                await asyncio.sleep(delay)
-                delay *= 2
-
-    def _signal_progress(self) -> None:
-        self._progress.set()
-        self._progress = asyncio.Event()
-
-
-class SubscriberTooSlow(RuntimeError):
-    """A subscriber fell too far behind its feed; it should reconnect from its last event id."""
-
-
-class EventHub:
-    """One follower per session in this process, fanned out to every subscriber.
-
-    Hundreds of SSE or WebSocket clients of one session then cost one database follower (one
-    connection on PostgreSQL, one poller on SQLite) instead of one each. A subscriber first reads
-    its backlog from the log itself, then takes the feed's events after the last one it yielded:
-    it is registered with the feed before it reads the backlog, and the log hands a session's
-    events out in id order, so nothing falls between the two.
-    """
-
-    def __init__(
-        self, log: EventLog, *, max_lag: int = 10_000, poll_interval: float = 0.05
-    ) -> None:
-        self.log = log
-        self.max_lag = max_lag
-        self.poll_interval = poll_interval  # SQLite only; PostgreSQL followers are notified
-        self._feeds: dict[str, _Feed] = {}
-
-    @property
-    def feeds(self) -> int:
-        """Followers running now (one per followed session)."""
-        return len(self._feeds)
-
-    async def subscribe(self, session_id: str, after_id: int = 0) -> AsyncGenerator[Event, None]:
-        """Every event of the session with ``id > after_id``, in order, until the caller stops."""
-        feed = self._feeds.get(session_id)
-        if feed is None:
-            feed = self._feeds[session_id] = _Feed(self, session_id)
-        queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
-        feed.subscribers.add(queue)
-        try:
-            await feed.started()
-            cursor = after_id
-            while page := await self.log.read(session_id, cursor):
-                for event in page:
-                    yield event
-                cursor = page[-1].id
-            while True:
-                item = await queue.get()
-                if isinstance(item, BaseException):
-                    raise item
-                if item.id > cursor:
-                    cursor = item.id
-                    yield item
-        finally:
-            feed.subscribers.discard(queue)
-            if not feed.subscribers:
-                self._feeds.pop(session_id, None)
-                await feed.stop()
-
-
-class _Feed:
-    def __init__(self, hub: EventHub, session_id: str) -> None:
-        self.hub = hub
-        self.session_id = session_id
-        self.subscribers: set[asyncio.Queue[Event | BaseException]] = set()
-        self._ready = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name=f"event-feed-{session_id}")
-
-    async def started(self) -> None:
-        # The feed starts from the log's end; subscribers read anything older themselves.
-        await self._ready.wait()
-
-    async def _run(self) -> None:
-        try:
-            start = await self.hub.log.last_id(self.session_id)
-            self._ready.set()
-            follow = self.hub.log.follow(
-                self.session_id, start, poll_interval=self.hub.poll_interval
-            )
-            async with contextlib.aclosing(follow) as events:
-                async for event in events:
-                    for queue in list(self.subscribers):
-                        if queue.qsize() >= self.hub.max_lag:
-                            self.subscribers.discard(queue)
-                            queue.put_nowait(SubscriberTooSlow("reconnect with Last-Event-ID"))
-                        else:
-                            queue.put_nowait(event)
-        except Exception as err:  # the subscribers see the follower's failure
-            self._ready.set()
-            for queue in list(self.subscribers):
-                queue.put_nowait(err)
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task

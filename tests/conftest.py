@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import uuid
@@ -20,10 +18,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
-from activities.codex import find_codex_binary
 from activities.records import Recorder
-from activities.workspace import create_workspace
 from config import Settings
+from core.git import create_workspace
 from devkit.postgres import throwaway_postgres
 from devkit.processes import FAKE_CODEX, start_dev_server
 from store.db import make_engine
@@ -53,43 +50,6 @@ async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
     await ensure_search_attributes(env.client)
     yield env
     await env.shutdown()
-
-
-def real_codex_bin() -> str:
-    """The real codex binary npm installed (or $CODEXFLOW_CODEX_BIN)."""
-    return str(find_codex_binary(Settings(codex_bin=os.environ.get("CODEXFLOW_CODEX_BIN"))))
-
-
-def run_real_codex(
-    base_url: str, workspace: Path, home: Path, prompt: str
-) -> tuple[int, list[dict]]:
-    """One real `codex exec` against a scripted server (the command line of facts.md); returns
-    its exit code and JSONL events."""
-    provider = (
-        f'model_providers.scripted={{name="Scripted",base_url="{base_url}",'
-        'wire_api="responses",env_key="OPENAI_API_KEY",'
-        "request_max_retries=0,stream_max_retries=0}"
-    )
-    command = [
-        real_codex_bin(), "exec", "--json", "--skip-git-repo-check", "-s", "workspace-write",
-        "-C", str(workspace), "-m", "gpt-5.5", "-c", 'model_provider="scripted"', "-c", provider,
-        "--disable", "plugins", "-c", "analytics.enabled=false", prompt,
-    ]  # fmt: skip
-    home.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        command,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CODEX_HOME": str(home), "OPENAI_API_KEY": "dummy"},
-        timeout=60,
-    )
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    return result.returncode, events
-
-
-def temporal_address(env: WorkflowEnvironment) -> str:
-    return env.client.service_client.config.target_host
 
 
 _SQLITE_TEMPLATE: Path | None = None

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
-from config import Settings
+from cli.stack import reachable
+from config import Settings, settings_env
 from devkit.processes import free_port, spawn_worker
-from stack import reachable, settings_env
-from tests.conftest import temporal_address
+from tests.helpers.temporal import temporal_address
 
 
 def codexflow(settings: Settings, *args: str) -> subprocess.CompletedProcess:

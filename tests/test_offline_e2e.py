@@ -11,12 +11,13 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
+from core.temporal import connect
 from devkit.brain import CALC_PY, PipelineBrain, count_by_role
 from devkit.responses_server import ScriptedResponsesServer
-from tests.conftest import temporal_address
-from worker import build_worker, connect
+from tests.helpers.temporal import temporal_address
+from worker import agents_plugin, build_worker
 from workflows.pipeline import PipelineWorkflow
-from workflows.types import PipelineInput, PipelineOptions, PipelineResult
+from workflows.types.pipeline import PipelineInput, PipelineOptions, PipelineResult
 
 
 async def test_offline_pipeline_with_real_codex(
@@ -28,7 +29,8 @@ async def test_offline_pipeline_with_real_codex(
             temporal_address=temporal_address(temporal_dev),
             codex_bin=None,  # the real binary from node_modules
         )
-        client = await connect(settings)  # the agents' model: OpenAIResponsesModel over HTTP
+        # The agents' model: OpenAIResponsesModel over HTTP.
+        client = await connect(settings, plugins=[agents_plugin(settings)])
         async with build_worker(client, settings, task_queue=task_queue):
             session = uuid.uuid4().hex[:8]
             result: PipelineResult = await client.execute_workflow(

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
+from cli.stack import reachable
 from devkit.processes import free_port
-from stack import reachable
-from tests.conftest import real_codex_bin
+from tests.helpers.codex import real_codex_bin
 
 REQUEST = "Build a small calculator module with unit tests."
 
@@ -101,6 +102,7 @@ def session_id_of(started: subprocess.CompletedProcess) -> str:
     return first.split()[1]
 
 
+@pytest.mark.slow
 def test_up_runs_reviews_and_resumes_after_a_restart(tmp_path: Path) -> None:
     here = local(tmp_path)
     api = here.env["CODEXFLOW_API_URL"].removeprefix("http://")
@@ -187,6 +189,7 @@ def test_run_commands_reject_bad_input_and_say_when_the_api_is_down(tmp_path: Pa
     assert "codexflow up" in down.stderr
 
 
+@pytest.mark.slow
 def test_up_in_live_mode_says_what_is_missing(tmp_path: Path) -> None:
     here = local(tmp_path)
     here.env.pop("OPENAI_API_KEY", None)

@@ -17,36 +17,17 @@ from temporalio.exceptions import ApplicationError, is_cancelled_exception
 with workflow.unsafe.imports_passed_through():
     from agents import RunContextWrapper, Runner, TResponseInputItem
 
-    from crew.agents import build_agent
-    from crew.roles import Role
+    from core.vocabulary import ChatState
     from workflows import search_attributes
+    from workflows.agents import build_agent
     from workflows.codex_task import codex_for_agent, innermost_reason
-    from workflows.types import (
-        ChatInput,
-        ChatMessage,
-        ChatReply,
-        ChatState,
-        ChatStatus,
-        CodexTaskRequest,
-        SessionCtx,
-    )
+    from workflows.types.chat import ChatInput, ChatMessage, ChatReply, ChatStatus
+    from workflows.types.codex import CodexTaskRequest
+    from workflows.types.workspace import AgentContext
 
-__all__ = [
-    "AgentChatWorkflow",
-    "ChatInput",
-    "ChatMessage",
-    "ChatReply",
-    "ChatStatus",
-    "MAX_HISTORY_ITEMS",
-    "chat_workflow_id",
-    "trim_history",
-]
+__all__ = ["MAX_HISTORY_ITEMS", "AgentChatWorkflow", "trim_history"]
 
 MAX_HISTORY_ITEMS = 60  # conversation items kept (and carried over continue-as-new)
-
-
-def chat_workflow_id(project_id: str, role: Role | str) -> str:
-    return f"chat-{project_id}-{Role(role).value}"
 
 
 def trim_history(
@@ -77,7 +58,7 @@ class AgentChatWorkflow:
         self.history: list[dict[str, Any]] = list(input.history)
         self.turns = input.turns  # all turns of the chat, earlier runs included
         self.turns_this_run = 0
-        self.state: ChatState = "open"
+        self.state = ChatState.OPEN
         self.closed_reason: str | None = None
         self.close_requested = False
         self.lock = asyncio.Lock()
@@ -96,7 +77,7 @@ class AgentChatWorkflow:
             await self.serve()
         except BaseException as err:
             if is_cancelled_exception(err):
-                self.state = "cancelled"
+                self.state = ChatState.CANCELLED
                 self.show_details()
                 if self.turn_task is not None:
                     self.turn_task.cancel()
@@ -136,7 +117,7 @@ class AgentChatWorkflow:
                 self.turns_this_run >= self.input.max_turns_per_run
                 or workflow.info().is_continue_as_new_suggested()
             ):
-                self.state = "continuing"
+                self.state = ChatState.CONTINUING
                 self.show_details()
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
@@ -144,7 +125,7 @@ class AgentChatWorkflow:
                 )
 
     async def finish(self, reason: str) -> None:
-        self.state = "closed"
+        self.state = ChatState.CLOSED
         self.closed_reason = reason
         await workflow.wait_condition(workflow.all_handlers_finished)
 
@@ -156,7 +137,7 @@ class AgentChatWorkflow:
         self.pending += 1
         try:
             async with self.lock:
-                if self.state == "cancelled":
+                if self.state is ChatState.CANCELLED:
                     raise ApplicationError(
                         "the chat was cancelled", type="ChatCancelled", non_retryable=True
                     )
@@ -180,19 +161,19 @@ class AgentChatWorkflow:
         text = message.message if isinstance(message, ChatMessage) else None
         if not isinstance(text, str) or not text.strip():
             raise ValueError("empty message")
-        if self.state == "continuing":
+        if self.state is ChatState.CONTINUING:
             raise ValueError("the chat is continuing as new: send the message again")
-        if self.state != "open" or self.close_requested:
+        if self.state is not ChatState.OPEN or self.close_requested:
             # A close signal refuses new messages at once, before the run loop has seen it.
             raise ValueError(f"the chat is {'closed' if self.close_requested else self.state}")
 
     async def take_turn(self, message: str, turn: int) -> ChatReply:
         role = self.input.role
-        ctx = SessionCtx(
+        ctx = AgentContext(
             session_id=workflow.info().workflow_id,
             project_id=self.input.project_id,
             workspace=self.input.workspace,
-            role=role.value,
+            role=role,
             iteration=turn,
         )
         self.codex_in_turn = 0
@@ -217,7 +198,7 @@ class AgentChatWorkflow:
         self.history = trim_history(history)
         return ChatReply(role=role, response=str(result.final_output or ""), turn=turn)
 
-    async def run_codex(self, ctx: RunContextWrapper[SessionCtx], prompt: str) -> str:
+    async def run_codex(self, ctx: RunContextWrapper[AgentContext], prompt: str) -> str:
         """The agent's run_codex tool: one codex task, its failure shown to the model as text."""
         self.codex_in_turn += 1
         session = ctx.context

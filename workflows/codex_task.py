@@ -10,16 +10,18 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from crew.prompts import codex_result_for_model
-    from workflows.types import (
-        Checkpoint,
-        CheckpointInput,
+    from activities.codex import CodexRunner
+    from activities.workspace import WorkspaceActivities
+    from core.vocabulary import CodexTaskState, Role
+    from workflows.prompts import codex_result_for_model
+    from workflows.types.codex import (
         CodexResult,
         CodexTaskInput,
         CodexTaskOutcome,
         CodexTaskRequest,
         CodexTaskStatus,
     )
+    from workflows.types.workspace import Checkpoint, CheckpointInput
 
 __all__ = ["CodexTaskWorkflow", "codex_for_agent", "innermost_reason", "run_codex"]
 
@@ -35,12 +37,12 @@ async def run_codex(
     task_id: str,
     base_commit: str | None,
     session_id: str | None = None,
-    role: str | None = None,
+    role: Role | None = None,
 ) -> CodexResult:
     """The codex activity with timeouts, heartbeats and retries taken from the caller's request."""
     timeout = timedelta(seconds=request.timeout_s) if request.timeout_s else _DEFAULT_CODEX_TIMEOUT
-    return await workflow.execute_activity(
-        "run_codex_task",
+    return await workflow.execute_activity_method(
+        CodexRunner.run,
         CodexTaskInput(
             **request.model_dump(),
             task_id=task_id,
@@ -48,7 +50,6 @@ async def run_codex(
             session_id=session_id,
             role=role,
         ),
-        result_type=CodexResult,
         start_to_close_timeout=timeout + _SLACK,
         heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),
         retry_policy=RetryPolicy(
@@ -63,7 +64,10 @@ async def run_codex(
 
 
 async def codex_for_agent(
-    request: CodexTaskRequest, task_id: str, session_id: str | None = None, role: str | None = None
+    request: CodexTaskRequest,
+    task_id: str,
+    session_id: str | None = None,
+    role: Role | None = None,
 ) -> tuple[str, CodexResult | None]:
     """An agent's run_codex call: the text the model sees, and codex's result (None if it failed).
 
@@ -94,14 +98,14 @@ class CodexTaskWorkflow:
     async def run(self, request: CodexTaskRequest) -> CodexTaskOutcome:
         before = await self._checkpoint(request.workspace, "codexflow: before codex task")
         self._status.base_commit = before.commit
-        self._status.state = "running"
+        self._status.state = CodexTaskState.RUNNING
         try:
             result = await run_codex(request, self._status.task_id, before.commit)
         except (asyncio.CancelledError, ActivityError) as err:
             if is_cancelled_exception(err):
-                self._status.state = "cancelled"
+                self._status.state = CodexTaskState.CANCELLED
                 raise
-            self._status.state = "failed"
+            self._status.state = CodexTaskState.FAILED
             self._status.error = (
                 str(err.cause or err) if isinstance(err, ActivityError) else str(err)
             )
@@ -109,7 +113,7 @@ class CodexTaskWorkflow:
         self._status.result = result
         after = await self._checkpoint(request.workspace, "codexflow: after codex task")
         self._status.checkpoint = after
-        self._status.state = "completed"
+        self._status.state = CodexTaskState.COMPLETED
         return CodexTaskOutcome(result=result, before=before, after=after)
 
     @workflow.query
@@ -117,10 +121,9 @@ class CodexTaskWorkflow:
         return self._status
 
     async def _checkpoint(self, workspace: str, message: str) -> Checkpoint:
-        return await workflow.execute_activity(
-            "checkpoint_workspace",
+        return await workflow.execute_activity_method(
+            WorkspaceActivities.checkpoint,
             CheckpointInput(workspace=workspace, message=f"{message} {self._status.task_id}"),
-            result_type=Checkpoint,
             start_to_close_timeout=_GIT_TIMEOUT,
             retry_policy=_GIT_RETRY,
         )

@@ -7,50 +7,51 @@ rebuilds the agents' state from history without calling the model again for fini
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
-StageStatus = Literal["running", "completed", "failed", "cancelled"]
-
 with workflow.unsafe.imports_passed_through():
     from agents import RunContextWrapper, Runner, Usage
+    from pydantic import BaseModel
 
-    from activities.tools import AGENTS_MD
-    from crew.agents import build_agent
-    from crew.prompts import stage_input, transcript
-    from crew.reports import QAReport, ReadinessReport
-    from crew.roles import Role
-    from workflows import search_attributes
-    from workflows.codex_task import codex_for_agent, innermost_reason
-    from workflows.types import (
+    from activities.tools import AGENTS_MD, AgentTools
+    from activities.workspace import WorkspaceActivities
+    from core.vocabulary import (
         BUDGET,
-        AwaitingReview,
-        Checkpoint,
-        CheckpointInput,
-        CodexTaskRequest,
-        ConversationRecord,
         Decision,
+        Outcome,
+        ReviewReason,
+        Role,
+        SessionStatus,
+        StageStatus,
+    )
+    from crew.reports import BuildReport, PlanReport, QAReport, ReadinessReport
+    from workflows import search_attributes
+    from workflows.agents import build_agent
+    from workflows.codex_task import codex_for_agent, innermost_reason
+    from workflows.details import current_details, final_summary
+    from workflows.journal import Journal
+    from workflows.prompts import stage_input, transcript
+    from workflows.types.codex import CodexTaskRequest, TokenUsage
+    from workflows.types.pipeline import (
         PipelineInput,
         PipelineResult,
         PipelineStatus,
         PipelineUsage,
-        ReadTextInput,
-        Review,
-        ReviewSignal,
-        SessionCtx,
-        SessionPatch,
-        SessionStart,
         StageRecord,
-        TokenUsage,
     )
+    from workflows.types.review import AwaitingReview, Review, ReviewSignal
+    from workflows.types.workspace import AgentContext, Checkpoint, CheckpointInput, ReadTextInput
 
 __all__ = ["PipelineWorkflow"]
 
 _ACTIVITY_TIMEOUT = timedelta(minutes=2)
 _ACTIVITY_RETRY = RetryPolicy(maximum_attempts=5)
+
+R = TypeVar("R", bound=BaseModel)
 
 
 class Rejected(Exception):
@@ -67,7 +68,8 @@ class PipelineWorkflow:
     def __init__(self, input: PipelineInput) -> None:
         self.input = input
         self.options = input.options
-        self.state: str = "running"
+        self.journal = Journal(input.session_id)
+        self.state = SessionStatus.RUNNING
         self.stage: Role | None = None
         self.iteration = 0
         self.iterations: dict[Role, int] = {}
@@ -86,86 +88,83 @@ class PipelineWorkflow:
     @workflow.run
     async def run(self, input: PipelineInput) -> PipelineResult:
         workflow.upsert_search_attributes([search_attributes.PROJECT.value_set(input.project_id)])
-        await self.record(
-            "record_session_start",
-            SessionStart(
-                session_id=input.session_id,
-                project_id=input.project_id,
-                workspace=input.workspace,
-                workflow_id=workflow.info().workflow_id,
-                user_request=input.user_request,
-                options=input.options.model_dump(mode="json"),
-            ),
-        )
+        await self.journal.session_started(input)
         self.head = (await self.checkpoint(f"codexflow: session {input.session_id} starts")).commit
         try:
-            await self.run_stage(Role.PLANNER)
+            await self.run_stage(Role.PLANNER, PlanReport)
             qa = await self.build_and_verify()
             if qa.verdict == "FAIL":
-                return await self.finish("qa_failed")
-            ready = await self.run_stage(Role.PROD_READY)
+                return await self.finish(Outcome.QA_FAILED)
+            ready = await self.run_stage(Role.PROD_READY, ReadinessReport)
             for _ in range(self.options.max_repair_loops):
                 if ready.verdict == "APPROVED":
                     break
                 qa = await self.build_and_verify(fix=ready.blocking)
                 if qa.verdict == "FAIL":
-                    return await self.finish("qa_failed")
-                ready = await self.run_stage(Role.PROD_READY)
-            return await self.finish("approved" if ready.verdict == "APPROVED" else "needs_work")
+                    return await self.finish(Outcome.QA_FAILED)
+                ready = await self.run_stage(Role.PROD_READY, ReadinessReport)
+            approved = ready.verdict == "APPROVED"
+            return await self.finish(Outcome.APPROVED if approved else Outcome.NEEDS_WORK)
         except Rejected:
-            return await self.finish("rejected")
+            return await self.finish(Outcome.REJECTED)
         except BaseException as err:
-            self.state = "cancelled" if is_cancelled_exception(err) else "failed"
+            cancelled = is_cancelled_exception(err)
+            self.state = SessionStatus.CANCELLED if cancelled else SessionStatus.FAILED
             self.show_details()
             # The agents SDK cancels tool tasks without awaiting them: let codex stop first.
             await workflow.wait_condition(lambda: self.codex_running == 0)
-            error = None if self.state == "cancelled" else innermost_reason(err)
-            await self.patch(status=self.state, error=error, finished=True,
-                             event=f"session.{self.state}", event_payload={"error": error})  # fmt: skip
+            await self.journal.session_ended(
+                self.state, None if cancelled else innermost_reason(err)
+            )
             raise
 
     async def build_and_verify(self, fix: list[str] | None = None) -> QAReport:
         """Builder, then QA; a QA FAIL goes back to the Builder with its issues, a bounded number of times."""
-        await self.run_stage(Role.BUILDER, fix=fix)
-        qa = await self.run_stage(Role.QA_QC)
+        await self.run_stage(Role.BUILDER, BuildReport, fix=fix)
+        qa = await self.run_stage(Role.QA_QC, QAReport)
         for _ in range(self.options.max_repair_loops):
             if qa.verdict == "PASS":
                 break
-            await self.run_stage(Role.BUILDER, fix=qa.issues)
-            qa = await self.run_stage(Role.QA_QC)
+            await self.run_stage(Role.BUILDER, BuildReport, fix=qa.issues)
+            qa = await self.run_stage(Role.QA_QC, QAReport)
         return qa
 
     # --- one stage -----------------------------------------------------------------------------
 
-    async def run_stage(self, role: Role, fix: list[str] | None = None) -> Any:
-        """Run the role's agent (its typed report is returned), checkpoint, and, if gated, wait for a
-        review: request_changes re-runs the stage with the feedback."""
+    async def run_stage(self, role: Role, report_type: type[R], fix: list[str] | None = None) -> R:
+        """Run the role's agent and checkpoint, then, if gated, wait for a review:
+        request_changes re-runs the stage with the feedback. Returns the role's report."""
         feedback: str | None = None
         while True:
-            report, record = await self.run_agent(role, fix or [], feedback)
+            record = await self.run_agent(role, fix or [], feedback)
             await self.check_budget()
+            report = record.report
+            if not isinstance(report, report_type):  # the agent's output_type guarantees it
+                raise ApplicationError(
+                    f"{role} returned a {type(report).__name__}",
+                    type="StageFailed",
+                    non_retryable=True,
+                )
             if role not in self.options.gates:
                 return report
-            review = await self.wait_for_review(role.value, "gate")
+            review = await self.wait_for_review(role, ReviewReason.GATE)
             record.feedback = review.feedback or None
             if review.decision is Decision.APPROVE:
                 return report
             if review.decision is Decision.REJECT:
-                raise Rejected(role.value, review.feedback)
+                raise Rejected(role, review.feedback)
             feedback = review.feedback
 
-    async def run_agent(
-        self, role: Role, fix: list[str], feedback: str | None
-    ) -> tuple[Any, StageRecord]:
+    async def run_agent(self, role: Role, fix: list[str], feedback: str | None) -> StageRecord:
         self.iteration = self.iterations[role] = self.iterations.get(role, 0) + 1
         self.stage = role
         workflow.upsert_search_attributes([search_attributes.STAGE.value_set(role.value)])
         self.show_details()
-        ctx = SessionCtx(
+        ctx = AgentContext(
             session_id=self.input.session_id,
             project_id=self.input.project_id,
             workspace=self.input.workspace,
-            role=role.value,
+            role=role,
             iteration=self.iteration,
         )
         codex_before = self.codex_tasks
@@ -173,17 +172,16 @@ class PipelineWorkflow:
         prompt = stage_input(
             role, self.iteration, self.input.user_request, self.stages, fix, feedback
         )
-        await self.patch(status="running", current_agent=role.value)
-        await self.record_stage(role, "running")
+        await self.journal.stage_started(role, self.iteration)
         try:
             result = await Runner.run(
                 agent, prompt, context=ctx, max_turns=self.options.max_agent_turns
             )
         except BaseException as err:
             cancelled = is_cancelled_exception(err)
-            reason = None if cancelled else innermost_reason(err)
-            await self.record_stage(
-                role, "cancelled" if cancelled else "failed", event_payload={"error": reason}
+            status = StageStatus.CANCELLED if cancelled else StageStatus.FAILED
+            await self.journal.stage_ended(
+                role, self.iteration, status, None if cancelled else innermost_reason(err)
             )
             if cancelled:
                 raise
@@ -205,24 +203,15 @@ class PipelineWorkflow:
             feedback=feedback,
         )
         self.stages.append(record)
-        await self.record_stage(
-            role,
-            "completed",
-            report=result.final_output.model_dump(mode="json"),
-            messages=transcript(prompt, result.new_items, result.final_output),
-            event_payload={
-                "verdict": getattr(result.final_output, "verdict", None),
-                "summary": result.final_output.summary,
-                "codex_tasks": record.codex_tasks,
-                "changed_files": record.checkpoint.changed_files,
-                "commit": record.checkpoint.commit,
-                "parent": record.checkpoint.parent,
-            },
+        await self.journal.stage_completed(
+            record,
+            result.final_output.model_dump(mode="json"),
+            transcript(prompt, result.new_items, result.final_output),
         )
         self.show_details()
-        return result.final_output, record
+        return record
 
-    async def run_codex(self, ctx: RunContextWrapper[SessionCtx], prompt: str) -> str:
+    async def run_codex(self, ctx: RunContextWrapper[AgentContext], prompt: str) -> str:
         """The agents' run_codex tool: one codex task, tallied, its failure shown to the model."""
         self.live_usage = ctx.usage
         await self.check_budget()
@@ -249,15 +238,12 @@ class PipelineWorkflow:
 
     # --- reviews and the budget ----------------------------------------------------------------
 
-    async def wait_for_review(self, stage: str, reason: str) -> Review:
-        self.awaiting = AwaitingReview(stage=stage, reason=reason, since=workflow.now())  # type: ignore[arg-type]
+    async def wait_for_review(self, stage: str, reason: ReviewReason) -> Review:
+        self.awaiting = AwaitingReview(stage=stage, reason=reason, since=workflow.now())
         self.review_received = None
-        self.state = "waiting_for_review"
+        self.state = SessionStatus.WAITING_FOR_REVIEW
         self.show_details()
-        await self.patch(status="waiting_for_review",
-                         event="budget.paused" if reason == "budget" else "review.awaited",
-                         event_payload={"stage": stage, "reason": reason,
-                                        "tokens_used": self.tokens_used()})  # fmt: skip
+        await self.journal.review_awaited(self.awaiting, self.tokens_used())
         timeout = timedelta(seconds=self.options.review_timeout_s)
         try:
             await workflow.wait_condition(lambda: self.review_received is not None, timeout=timeout)
@@ -275,16 +261,15 @@ class PipelineWorkflow:
             )
         finally:
             self.awaiting = None
-            self.state = "running"
+            self.state = SessionStatus.RUNNING
         self.show_details()
-        await self.patch(status="running", event="review.received",
-                         event_payload=review.model_dump(mode="json"))  # fmt: skip
+        await self.journal.review_received(review)
         return review
 
     async def check_budget(self) -> None:
         """Past the token budget, pause for a review: approve grants another budget, reject ends the run."""
         while self.budget is not None and self.tokens_used() > self.budget:
-            review = await self.wait_for_review(BUDGET, "budget")
+            review = await self.wait_for_review(BUDGET, ReviewReason.BUDGET)
             if review.decision is Decision.REJECT:
                 raise Rejected(BUDGET, review.feedback)
             self.budget += self.options.token_budget or 0
@@ -310,7 +295,10 @@ class PipelineWorkflow:
             return "the run is not waiting for a review"
         if review.stage != self.awaiting.stage:
             return f"the run is waiting for a review of {self.awaiting.stage}, not {review.stage}"
-        if self.awaiting.reason == "budget" and review.decision is Decision.REQUEST_CHANGES:
+        if (
+            self.awaiting.reason is ReviewReason.BUDGET
+            and review.decision is Decision.REQUEST_CHANGES
+        ):
             return "a budget pause takes approve (continue) or reject (stop)"
         return None
 
@@ -345,7 +333,7 @@ class PipelineWorkflow:
     def status(self) -> PipelineStatus:
         return PipelineStatus(
             session_id=self.input.session_id,
-            state=self.state,  # type: ignore[arg-type]
+            state=self.state,
             stage=self.stage,
             iteration=self.iteration,
             awaiting=self.awaiting,
@@ -358,108 +346,43 @@ class PipelineWorkflow:
 
     def show_details(self) -> None:
         """The run's current details (markdown) in the Temporal Web UI."""
-        lines = [f"**{self.state}** · stage `{self.stage or '-'}` #{self.iteration}"]
-        if self.awaiting:
-            lines.append(
-                f"⏸ waiting for a review of `{self.awaiting.stage}` since {self.awaiting.since:%Y-%m-%d %H:%M:%S}Z"
-            )
-        lines.append(
-            f"codex tasks: {self.codex_tasks} · tokens: {self.tokens_used()}"
-            + (f" / {self.budget}" if self.budget else "")
-        )
-        lines += ["", "| stage | # | verdict | summary |", "| --- | --- | --- | --- |"]
-        for record in self.stages:
-            verdict = getattr(record.report, "verdict", "")
-            lines.append(
-                f"| {record.stage.value} | {record.iteration} | {verdict} | {record.report.summary[:80]} |"
-            )
-        workflow.set_current_details("\n".join(lines))
+        workflow.set_current_details(current_details(self.status()))
 
     # --- mechanics -----------------------------------------------------------------------------
 
     async def checkpoint(self, message: str) -> Checkpoint:
         """Commit the workspace; changes are counted from the previous checkpoint of this run."""
-        checkpoint = await workflow.execute_activity(
-            "checkpoint_workspace",
+        checkpoint = await workflow.execute_activity_method(
+            WorkspaceActivities.checkpoint,
             CheckpointInput(workspace=self.input.workspace, message=message, since=self.head),
-            result_type=Checkpoint,
             start_to_close_timeout=_ACTIVITY_TIMEOUT,
             retry_policy=_ACTIVITY_RETRY,
         )
         self.head = checkpoint.commit
         return checkpoint
 
-    async def finish(self, outcome: str) -> PipelineResult:
-        agents_md = await workflow.execute_activity(
-            "read_workspace_text",
+    async def finish(self, outcome: Outcome) -> PipelineResult:
+        agents_md = await workflow.execute_activity_method(
+            AgentTools.read_workspace_text,
             ReadTextInput(workspace=self.input.workspace, path=AGENTS_MD),
-            result_type=str,
             start_to_close_timeout=_ACTIVITY_TIMEOUT,
             retry_policy=_ACTIVITY_RETRY,
         )
-        self.state = "completed"
+        self.state = SessionStatus.COMPLETED
         self.show_details()
         result = PipelineResult(
             session_id=self.input.session_id,
-            outcome=outcome,  # type: ignore[arg-type]
-            summary=_final_summary(outcome, self.stages),
+            outcome=outcome,
+            summary=final_summary(outcome, self.stages),
             agents_md=agents_md,
             stages=self.stages,
             usage=self.usage,
             codex_tasks=self.codex_tasks,
         )
-        await self.patch(
-            status="completed",
-            outcome=outcome,
-            final_summary=result.summary,
-            agents_md_content=agents_md,
-            usage=self.usage.model_dump(mode="json"),
-            finished=True,
-            event="session.finished",
-            event_payload={"outcome": outcome, "codex_tasks": self.codex_tasks},
+        await self.journal.session_finished(
+            outcome, result.summary, agents_md, self.usage, self.codex_tasks
         )
         return result
-
-    async def record(self, activity: str, arg: Any) -> None:
-        await workflow.execute_activity(
-            activity, arg, start_to_close_timeout=_ACTIVITY_TIMEOUT, retry_policy=_ACTIVITY_RETRY
-        )
-
-    async def patch(self, **changes: Any) -> None:
-        await self.record(
-            "record_session", SessionPatch(session_id=self.input.session_id, **changes)
-        )
-
-    async def record_stage(self, role: Role, status: StageStatus, **fields: Any) -> None:
-        await self.record(
-            "record_conversation",
-            ConversationRecord(
-                session_id=self.input.session_id,
-                role=role.value,
-                iteration=self.iteration,
-                status=status,
-                **fields,
-            ),  # fmt: skip
-        )
-
-
-def _final_summary(outcome: str, stages: list[StageRecord]) -> str:
-    latest: dict[Role, StageRecord] = {record.stage: record for record in stages}
-    lines = [f"Outcome: {outcome}."]
-    for role in Role:
-        if record := latest.get(role):
-            verdict = getattr(record.report, "verdict", None)
-            lines.append(
-                f"{role.value}{f' [{verdict}]' if verdict else ''}: {record.report.summary}"
-            )
-    ready = latest.get(Role.PROD_READY)
-    if ready and isinstance(ready.report, ReadinessReport):
-        lines += [f"Blocking: {item}" for item in ready.report.blocking]
-        lines += [f"Recommendation: {item}" for item in ready.report.recommendations]
-    qa = latest.get(Role.QA_QC)
-    if outcome == "qa_failed" and qa and isinstance(qa.report, QAReport):
-        lines += [f"Open issue: {item}" for item in qa.report.issues]
-    return "\n".join(lines)
 
 
 def _tokens(usage: Usage) -> TokenUsage:

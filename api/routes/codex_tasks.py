@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from api.deps import DbDep
 from api.schemas import MAX_BIGINT, CodexOutputEvent, CodexTaskResponse
+from core.vocabulary import EventKind
 from store.models import CodexTask, SessionEvent
 
 router = APIRouter(prefix="/api/codex-tasks", tags=["Codex tasks"])
@@ -37,7 +38,7 @@ async def get_codex_task(
             .where(
                 SessionEvent.session_id == (row.session_id or row.id),
                 SessionEvent.codex_task_id == task_id,
-                SessionEvent.kind == "codex.event",
+                SessionEvent.kind == EventKind.CODEX_EVENT,
                 SessionEvent.id > after_id,
             )
             .order_by(SessionEvent.id)

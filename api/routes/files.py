@@ -1,6 +1,6 @@
 """Files: uploads into a project's workspace, listing, download, delete, and the workspace tree.
 
-Every user-supplied path goes through :func:`activities.workspace.confine`, and nothing may be
+Every user-supplied path goes through :func:`core.paths.confine`, and nothing may be
 written inside ``.git``. An upload streams to a temporary file next to its target (hashing and
 counting as it goes) and is moved into place with an atomic ``os.replace``: a failed upload leaves
 neither a partial file nor a row.
@@ -24,10 +24,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from activities.workspace import PathNotAllowed, confine
-from api.deps import DbDep, SettingsDep
-from api.routes.projects import get_project_or_404
+from api.deps import DbDep, ProjectDep, SettingsDep
 from api.schemas import Deleted, FileResponse, FileTree, TreeEntry
+from core.paths import PathNotAllowed, confine
 from store.models import Project, ProjectFile, utcnow
 
 router = APIRouter(prefix="/api/files", tags=["Files"])
@@ -137,7 +136,7 @@ def _too_large(limit: int) -> HTTPException:
     responses={**CREATED, **NOT_FOUND, **CONFLICT, **TOO_LARGE, **BAD_PATH},
 )
 async def upload_file(
-    project_id: str,
+    project: ProjectDep,
     file: Annotated[UploadFile, File(description="the file's content")],
     db: DbDep,
     settings: SettingsDep,
@@ -149,7 +148,6 @@ async def upload_file(
 ) -> ProjectFile:
     """Upload (or replace) a file in the project's workspace: 201 for a new path, 200 when the
     path was known (its row is left unchanged when the content is the same)."""
-    project = await get_project_or_404(db, project_id)
     workspace = Path(project.workspace_path)
     relative = path or file.filename
     if not relative:
@@ -263,12 +261,11 @@ async def _compensate(db: DbDep, row: ProjectFile, previous: dict[str, Any] | No
 
 
 @router.get("/project/{project_id}", response_model=list[FileResponse], responses=NOT_FOUND)
-async def list_project_files(project_id: str, db: DbDep) -> list[ProjectFile]:
+async def list_project_files(project: ProjectDep, db: DbDep) -> list[ProjectFile]:
     """The project's uploaded files, newest first."""
-    await get_project_or_404(db, project_id)
     rows = await db.scalars(
         select(ProjectFile)
-        .where(ProjectFile.project_id == project_id)
+        .where(ProjectFile.project_id == project.id)
         .order_by(ProjectFile.uploaded_at.desc(), ProjectFile.file_path)
     )
     return list(rows.all())
@@ -336,16 +333,15 @@ async def delete_file(file_id: str, db: DbDep) -> Deleted:
 
 
 @router.get("/tree/{project_id}", response_model=FileTree, responses=NOT_FOUND)
-async def workspace_tree(project_id: str, db: DbDep) -> FileTree:
+async def workspace_tree(project: ProjectDep) -> FileTree:
     """Everything in the workspace but .git (at most 5000 entries), depth first by name."""
-    project = await get_project_or_404(db, project_id)
     workspace = Path(project.workspace_path).resolve()
     if not workspace.is_dir():
         raise HTTPException(
-            status.HTTP_404_NOT_FOUND, f"the workspace of project {project_id} is missing"
+            status.HTTP_404_NOT_FOUND, f"the workspace of project {project.id} is missing"
         )
     entries, truncated = await run_in_threadpool(_walk, workspace, MAX_TREE_ENTRIES)
-    return FileTree(project_id=project_id, entries=entries, truncated=truncated)
+    return FileTree(project_id=project.id, entries=entries, truncated=truncated)
 
 
 def _children(directory: str) -> list[os.DirEntry[str]]:

@@ -5,23 +5,23 @@ from __future__ import annotations
 import asyncio
 from importlib.metadata import version
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from sqlalchemy import text
 from temporalio.exceptions import ApplicationError
 
-from activities.codex import codex_env, find_codex_binary
-from api.deps import DbDep, SettingsDep
+from api.deps import DbDep, SettingsDep, StateDep
 from api.schemas import Check, CodexCheck, Health
 from config import Settings
+from core.codex_cli import codex_env, find_codex_binary
 
 router = APIRouter(tags=["Health"])
 
 
 @router.get("/api/health", response_model=Health)
-async def health(request: Request, db: DbDep, settings: SettingsDep) -> Health:
+async def health(state: StateDep, db: DbDep, settings: SettingsDep) -> Health:
     """Unauthenticated: reachability of the database and Temporal, and codex's version and auth."""
     database, temporal, codex = await asyncio.gather(
-        _database(db), _temporal(request), _codex(settings)
+        _database(db), _temporal(state), _codex(settings)
     )
     ok = database.ok and temporal.ok and codex.ok
     return Health(
@@ -41,10 +41,11 @@ async def _database(db: DbDep) -> Check:
     return Check(ok=True)
 
 
-async def _temporal(request: Request) -> Check:
+async def _temporal(state: StateDep) -> Check:
     try:
-        client = await request.app.state.temporal.get()
-        await asyncio.wait_for(client.service_client.check_health(), timeout=3)
+        client = await state.temporal.get()
+        async with asyncio.timeout(3):
+            await client.service_client.check_health()
     except Exception as err:
         return Check(ok=False, detail=f"Temporal unreachable: {err}")
     return Check(ok=True)

@@ -5,24 +5,17 @@ from __future__ import annotations
 import shutil
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query, status
 from sqlalchemy import func, select
 
-from activities.workspace import create_workspace
-from api.deps import DbDep, SettingsDep
+from api.deps import DbDep, ProjectDep, SettingsDep
 from api.schemas import MAX_BIGINT, Deleted, ProjectCreate, ProjectList, ProjectResponse
+from core.git import create_workspace
 from store.models import Project, new_id
 
 router = APIRouter(prefix="/api/projects", tags=["Projects"])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such project"}}
-
-
-async def get_project_or_404(db: DbDep, project_id: str, active_only: bool = True) -> Project:
-    project = await db.get(Project, project_id)
-    if project is None or (active_only and not project.is_active):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"project {project_id} not found")
-    return project
 
 
 @router.post("/", response_model=ProjectResponse, status_code=status.HTTP_201_CREATED)
@@ -69,14 +62,13 @@ async def list_projects(
 
 
 @router.get("/{project_id}", response_model=ProjectResponse, responses=NOT_FOUND)
-async def get_project(project_id: str, db: DbDep) -> Project:
-    return await get_project_or_404(db, project_id)
+async def get_project(project: ProjectDep) -> Project:
+    return project
 
 
 @router.delete("/{project_id}", response_model=Deleted, responses=NOT_FOUND)
-async def delete_project(project_id: str, db: DbDep) -> Deleted:
+async def delete_project(project: ProjectDep, db: DbDep) -> Deleted:
     """Soft delete: the project disappears from listings; its workspace and history stay."""
-    project = await get_project_or_404(db, project_id)
     project.is_active = False
     await db.commit()
-    return Deleted(id=project_id)
+    return Deleted(id=project.id)

@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import PlainTextResponse
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
-from activities.workspace import GitError, git
-from api.deps import DbDep, SettingsDep
-from api.routes.projects import get_project_or_404
+from api.deps import (
+    DbDep,
+    SessionDep,
+    SettingsDep,
+    StateDep,
+    TemporalDep,
+    project_or_404,
+)
 from api.schemas import (
     MAX_BIGINT,
     Cancelling,
@@ -33,10 +31,19 @@ from api.schemas import (
     SessionResponse,
     SessionStarted,
 )
+from api.services import conflict_unless_running, send_review, start_session
 from config import Settings
+from core.git import GitError, git
+from core.vocabulary import (
+    FINISHED,
+    EventKind,
+    SessionStatus,
+    session_workflow_id,
+    temporal_ui_url,
+)
 from store.models import Conversation, Project, RunSession, SessionEvent, new_id
 from workflows.pipeline import PipelineWorkflow
-from workflows.types import PipelineInput, PipelineOptions, Review
+from workflows.types.review import Review
 
 router = APIRouter(prefix="/api/sessions", tags=["Sessions"])
 
@@ -47,36 +54,18 @@ NOT_FOUND: Responses = {404: {"description": "no such session"}}
 UNAVAILABLE: Responses = {503: {"description": "Temporal or the database is unreachable"}}
 CONFLICT: Responses = {409: {"description": "the run is not in a state that allows this"}}
 
-TERMINAL = {"completed", "failed", "cancelled"}
 QUERY_TIMEOUT_S = 5.0
 
 
-async def get_session_or_404(db: DbDep, session_id: str) -> RunSession:
-    row = await db.get(RunSession, session_id)
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"session {session_id} not found")
-    return row
-
-
-def temporal_ui_url(settings: Settings, workflow_id: str) -> str:
-    base = settings.temporal_ui_url.rstrip("/")
-    return f"{base}/namespaces/{settings.temporal_namespace}/workflows/{workflow_id}"
-
-
-async def temporal(request: Request) -> Client:
-    client: Client = await request.app.state.temporal.get()  # TemporalUnavailable → 503
-    return client
-
-
-def pipeline_handle(client: Client, row: RunSession) -> WorkflowHandle[Any, Any]:
-    return client.get_workflow_handle(row.workflow_id)
+def ui_link(settings: Settings, workflow_id: str) -> str:
+    return temporal_ui_url(settings.temporal_ui_url, settings.temporal_namespace, workflow_id)
 
 
 def _response(
     row: RunSession, settings: Settings, live: LiveStatus | None = None
 ) -> SessionResponse:
     answer = SessionResponse.model_validate(row)
-    answer.temporal_ui_url = temporal_ui_url(settings, row.workflow_id)
+    answer.temporal_ui_url = ui_link(settings, row.workflow_id)
     answer.live = live
     return answer
 
@@ -89,19 +78,6 @@ def _is_commit(value: object) -> bool:
     )
 
 
-@contextlib.contextmanager
-def _conflict_unless_running(session_id: str) -> Iterator[None]:
-    """Temporal's answer for a run that has finished (or never existed) becomes a 409."""
-    try:
-        yield
-    except RPCError as err:
-        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, f"session {session_id} is not running: {err.message}"
-            ) from None
-        raise
-
-
 # --- create and start ----------------------------------------------------------------------------
 
 
@@ -111,26 +87,24 @@ def _conflict_unless_running(session_id: str) -> Iterator[None]:
     status_code=status.HTTP_201_CREATED,
     responses={404: {"description": "no such (active) project"}, **UNAVAILABLE},
 )
-async def create_session(
-    body: SessionCreate, request: Request, db: DbDep, settings: SettingsDep
-) -> SessionResponse:
+async def create_session(body: SessionCreate, db: DbDep, state: StateDep) -> SessionResponse:
     """Create a session (status pending); with ``start`` true, start its workflow as well."""
-    await get_project_or_404(db, body.project_id)
+    await project_or_404(db, body.project_id)
     session_id = new_id()
     row = RunSession(
         id=session_id,
         project_id=body.project_id,
-        workflow_id=f"session-{session_id}",
+        workflow_id=session_workflow_id(session_id),
         title=body.title or body.user_request[:100],
         user_request=body.user_request,
-        status="pending",
+        status=SessionStatus.PENDING,
         options=body.options.model_dump(mode="json", exclude_unset=True) if body.options else {},
     )
     db.add(row)
     await db.commit()
     if body.start:
-        await start_session(await temporal(request), db, settings, row)
-    return _response(row, settings)
+        await start_session(state, db, row)
+    return _response(row, state.settings)
 
 
 @router.post(
@@ -139,55 +113,14 @@ async def create_session(
     status_code=status.HTTP_202_ACCEPTED,
     responses={**NOT_FOUND, 409: {"description": "already started"}, **UNAVAILABLE},
 )
-async def start(
-    session_id: str, request: Request, db: DbDep, settings: SettingsDep
-) -> SessionStarted:
+async def start(row: SessionDep, db: DbDep, state: StateDep) -> SessionStarted:
     """Start the session's PipelineWorkflow (its id is the session's ``workflow_id``)."""
-    row = await get_session_or_404(db, session_id)
-    await start_session(await temporal(request), db, settings, row)
+    await start_session(state, db, row)
     return SessionStarted(
         session_id=row.id,
         workflow_id=row.workflow_id,
-        temporal_ui_url=temporal_ui_url(settings, row.workflow_id),
+        temporal_ui_url=ui_link(state.settings, row.workflow_id),
     )
-
-
-async def start_session(
-    client: Client, db: AsyncSession, settings: Settings, row: RunSession
-) -> None:
-    """Start the session's PipelineWorkflow (shared by POST /start and the WebSocket action)."""
-    if row.status != "pending" or row.started_at is not None:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"session {row.id} was already started")
-    project = await db.get(Project, row.project_id)
-    if project is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"project {row.project_id} not found")
-    options = PipelineOptions.model_validate({"agent_model": settings.agent_model, **row.options})
-    try:
-        await client.start_workflow(
-            PipelineWorkflow.run,
-            PipelineInput(
-                session_id=row.id,
-                project_id=row.project_id,
-                workspace=project.workspace_path,
-                user_request=row.user_request,
-                options=options,
-            ),
-            id=row.workflow_id,
-            task_queue=settings.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
-    except WorkflowAlreadyStartedError:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"session {row.id} was already started"
-        ) from None
-    # The workflow's record activities own the status from here on: only move it off pending.
-    await db.execute(
-        update(RunSession)
-        .where(RunSession.id == row.id, RunSession.status == "pending")
-        .values(status="queued")
-    )
-    await db.commit()
-    await db.refresh(row)
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -225,7 +158,7 @@ async def list_project_sessions(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[SessionResponse]:
     """The seed's listing: a project's sessions, newest first."""
-    await get_project_or_404(db, project_id, active_only=False)
+    await project_or_404(db, project_id, active_only=False)
     rows = await db.scalars(
         select(RunSession)
         .where(RunSession.project_id == project_id)
@@ -237,24 +170,20 @@ async def list_project_sessions(
 
 
 @router.get("/{session_id}", response_model=SessionResponse, responses=NOT_FOUND)
-async def get_session(
-    session_id: str, request: Request, db: DbDep, settings: SettingsDep
-) -> SessionResponse:
+async def get_session(row: SessionDep, state: StateDep) -> SessionResponse:
     """The session's row, with ``live`` (the workflow's status query) while it runs."""
-    row = await get_session_or_404(db, session_id)
     live = None
-    if row.status not in TERMINAL and row.status != "pending":
-        live = await _live(request, row)
-    return _response(row, settings, live)
+    if row.status not in FINISHED and row.status != SessionStatus.PENDING:
+        live = await _live(state, row)
+    return _response(row, state.settings, live)
 
 
-async def _live(request: Request, row: RunSession) -> LiveStatus | None:
+async def _live(state: StateDep, row: RunSession) -> LiveStatus | None:
     try:
-        client = await temporal(request)
-        handle = pipeline_handle(client, row)
-        status_ = await asyncio.wait_for(
-            handle.query(PipelineWorkflow.status), timeout=QUERY_TIMEOUT_S
-        )
+        client = await state.temporal.get()
+        handle = client.get_workflow_handle(row.workflow_id)
+        async with asyncio.timeout(QUERY_TIMEOUT_S):
+            status_ = await handle.query(PipelineWorkflow.status)
     except Exception as err:  # the row alone is still a good answer
         log.info("no live status of %s: %s", row.workflow_id, err)
         return None
@@ -273,12 +202,11 @@ async def _live(request: Request, row: RunSession) -> LiveStatus | None:
     response_model=list[ConversationResponse],
     responses=NOT_FOUND,
 )
-async def list_conversations(session_id: str, db: DbDep) -> list[Conversation]:
+async def list_conversations(row: SessionDep, db: DbDep) -> list[Conversation]:
     """Each stage iteration's conversation, oldest first, with its messages."""
-    await get_session_or_404(db, session_id)
     rows = await db.scalars(
         select(Conversation)
-        .where(Conversation.session_id == session_id)
+        .where(Conversation.session_id == row.id)
         .options(selectinload(Conversation.messages))
         .order_by(Conversation.started_at, Conversation.id)
     )
@@ -293,20 +221,9 @@ async def list_conversations(session_id: str, db: DbDep) -> list[Conversation]:
     response_model=ReviewAccepted,
     responses={**NOT_FOUND, **CONFLICT, **UNAVAILABLE},
 )
-async def review_session(
-    session_id: str, body: Review, request: Request, db: DbDep
-) -> ReviewAccepted:
+async def review_session(body: Review, row: SessionDep, client: TemporalDep) -> ReviewAccepted:
     """Approve, request changes to, or reject the stage the run waits on (the ``review`` update)."""
-    row = await get_session_or_404(db, session_id)
-    if row.status == "pending":
-        raise HTTPException(status.HTTP_409_CONFLICT, f"session {session_id} is not started")
-    handle = pipeline_handle(await temporal(request), row)
-    try:
-        with _conflict_unless_running(session_id):
-            await handle.execute_update(PipelineWorkflow.review, body)
-    except WorkflowUpdateFailedError as err:
-        reason = str(err.cause.message if hasattr(err.cause, "message") else err.cause)
-        raise HTTPException(status.HTTP_409_CONFLICT, reason) from None
+    await send_review(client, row, body)
     return ReviewAccepted(stage=body.stage, decision=body.decision)
 
 
@@ -316,17 +233,15 @@ async def review_session(
     status_code=status.HTTP_202_ACCEPTED,
     responses={**NOT_FOUND, **CONFLICT, **UNAVAILABLE},
 )
-async def cancel_session(session_id: str, request: Request, db: DbDep) -> Cancelling:
+async def cancel_session(row: SessionDep, client: TemporalDep) -> Cancelling:
     """Ask the run to stop: running codex tasks are stopped and the session ends cancelled."""
-    row = await get_session_or_404(db, session_id)
-    if row.status == "pending" or row.status in TERMINAL:
+    if row.status == SessionStatus.PENDING or row.status in FINISHED:
         raise HTTPException(
-            status.HTTP_409_CONFLICT, f"session {session_id} is {row.status}, not running"
+            status.HTTP_409_CONFLICT, f"session {row.id} is {row.status}, not running"
         )
-    handle = pipeline_handle(await temporal(request), row)
-    with _conflict_unless_running(session_id):
-        await handle.cancel()
-    return Cancelling(session_id=session_id)
+    with conflict_unless_running(row.id):
+        await client.get_workflow_handle(row.workflow_id).cancel()
+    return Cancelling(session_id=row.id)
 
 
 # --- the diff ------------------------------------------------------------------------------------
@@ -341,16 +256,15 @@ async def cancel_session(session_id: str, request: Request, db: DbDep) -> Cancel
     },
 )
 async def session_diff(
-    session_id: str,
+    row: SessionDep,
     db: DbDep,
     stage: Annotated[str | None, Query(max_length=32)] = None,
     iteration: Annotated[int | None, Query(ge=1)] = None,
 ) -> PlainTextResponse:
     """What the session changed in the workspace: all of it, a stage's iterations, or one."""
-    row = await get_session_or_404(db, session_id)
     events = await db.scalars(
         select(SessionEvent)
-        .where(SessionEvent.session_id == session_id, SessionEvent.kind == "stage.completed")
+        .where(SessionEvent.session_id == row.id, SessionEvent.kind == EventKind.STAGE_COMPLETED)
         .order_by(SessionEvent.id)
     )
     stages = [

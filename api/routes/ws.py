@@ -31,9 +31,10 @@ from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from api.deps import token_matches
-from api.routes.agents import send_chat
-from api.routes.events import StreamTarget, event_json, follow_target, resolve_target
-from store.events import EventHub
+from api.services import send_chat, start_session
+from api.state import api_state
+from api.streams import StreamTarget, event_json, follow_target, resolve_target
+from core.vocabulary import EventKind
 from store.models import CodexTask, RunSession
 
 __all__ = ["router"]
@@ -57,7 +58,7 @@ def _presented_token(websocket: WebSocket) -> str | None:
 
 async def _accept_authorized(websocket: WebSocket) -> bool:
     """Accept the socket; close it with 4401 (and answer False) without a valid token."""
-    authorized = token_matches(websocket.app.state.settings, _presented_token(websocket))
+    authorized = token_matches(api_state(websocket).settings, _presented_token(websocket))
     await websocket.accept()
     if not authorized:
         await websocket.close(code=UNAUTHORIZED, reason="missing or invalid token")
@@ -111,8 +112,7 @@ class _Socket:
 async def session_socket(websocket: WebSocket, session_id: str) -> None:
     if not await _accept_authorized(websocket):
         return
-    state = websocket.app.state
-    async with state.sessions() as db:
+    async with api_state(websocket).db() as db:
         known = await db.get(RunSession, session_id) is not None
     if not known:
         await websocket.close(code=NOT_FOUND, reason=f"session {session_id} not found")
@@ -137,7 +137,7 @@ async def session_socket(websocket: WebSocket, session_id: str) -> None:
 
 async def _dispatch(sock: _Socket, session_id: str, data: dict[str, Any]) -> None:
     action = data.get("action")
-    state = sock.websocket.app.state
+    state = api_state(sock.websocket)
     if action == "ping":
         await sock.send({"type": "pong"})
     elif action == "subscribe_codex":
@@ -187,7 +187,7 @@ async def _subscribe(sock: _Socket, session_id: str, data: dict[str, Any]) -> No
     if running is not None and not running.done():
         await sock.send({"type": "subscribed", "task_id": task_id, "already": True})
         return
-    hub: EventHub = sock.websocket.app.state.hub
+    hub = api_state(sock.websocket).hub
 
     async def stream() -> None:
         async with contextlib.aclosing(follow_target(hub, target, after_id)) as followed:
@@ -202,15 +202,12 @@ async def _subscribe(sock: _Socket, session_id: str, data: dict[str, Any]) -> No
 
 async def _start_workflow(sock: _Socket, session_id: str) -> None:
     # The same path as POST /api/sessions/{id}/start.
-    from api.routes.sessions import start_session
-
-    websocket = sock.websocket
-    async with websocket.app.state.sessions() as db:
+    state = api_state(sock.websocket)
+    async with state.db() as db:
         row = await db.get(RunSession, session_id)
         if row is None:
             raise HTTPException(404, f"session {session_id} not found")
-        client = await websocket.app.state.temporal.get()
-        await start_session(client, db, websocket.app.state.settings, row)
+        await start_session(state, db, row)
         await sock.send(
             {"type": "workflow_started", "session_id": row.id, "workflow_id": row.workflow_id}
         )
@@ -220,8 +217,8 @@ async def _start_workflow(sock: _Socket, session_id: str) -> None:
 async def terminal_socket(websocket: WebSocket, task_id: str) -> None:
     if not await _accept_authorized(websocket):
         return
-    state = websocket.app.state
-    async with state.sessions() as db:
+    state = api_state(websocket)
+    async with state.db() as db:
         task = await db.get(CodexTask, task_id)
         target = await resolve_target(db, task_id) if task is not None else None
     if target is None or target.codex_task_id is None:
@@ -234,7 +231,7 @@ async def terminal_socket(websocket: WebSocket, task_id: str) -> None:
             async for event in followed:
                 if event is None:
                     continue
-                if event.kind == "codex.event":
+                if event.kind == EventKind.CODEX_EVENT:
                     await sock.send({"type": "output", "event": event.payload, "id": event.id})
                 elif target.is_end(event):
                     await sock.send(

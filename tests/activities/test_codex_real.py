@@ -10,7 +10,7 @@ from activities.codex import CodexRunner
 from activities.records import Recorder
 from config import Settings
 from devkit.responses_server import Message, Patch, ScriptedResponsesServer, ToolCall, Turn
-from workflows.types import CodexTaskInput
+from workflows.types.codex import CodexTaskInput
 
 PATCH = "*** Begin Patch\n*** Add File: src/util.py\n+def double(x):\n+    return 2 * x\n*** End Patch\n"
 

@@ -14,12 +14,13 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.codex import CodexRunner, codex_command, codex_env
+from activities.codex import CodexRunner, codex_command
 from activities.records import Recorder
 from activities.workspace import checkpoint
 from config import Settings
-from tests.helpers import alive, wait_for
-from workflows.types import CodexResult, CodexTaskInput
+from core.codex_cli import codex_env
+from tests.helpers.processes import alive, wait_for
+from workflows.types.codex import CodexResult, CodexTaskInput
 
 
 def task(workspace: Path, *directives: str, **kw) -> CodexTaskInput:

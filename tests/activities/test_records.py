@@ -9,16 +9,11 @@ from sqlalchemy import func, select
 from temporalio.testing import ActivityEnvironment
 
 from activities.records import RecordActivities, Recorder
+from core.vocabulary import CodexTaskState, EventKind, Outcome, Role, SessionStatus, StageStatus
 from store.db import make_engine
 from store.models import CodexTask, Conversation, Message, Project, RunSession
-from workflows.types import (
-    CodexResult,
-    CodexTaskInput,
-    ConversationRecord,
-    MessageRecord,
-    SessionPatch,
-    SessionStart,
-)
+from workflows.types.codex import CodexResult, CodexTaskInput
+from workflows.types.records import ConversationRecord, MessageRecord, SessionPatch, SessionStart
 
 START = SessionStart(
     session_id="s1", project_id="p1", workspace="/ws/p1", workflow_id="session-s1",
@@ -40,7 +35,7 @@ async def twice(activity, arg) -> None:
 
 
 async def count(recorder: Recorder, model) -> int:
-    async with recorder.sessions() as db:
+    async with recorder.db() as db:
         return await db.scalar(select(func.count()).select_from(model)) or 0
 
 
@@ -53,7 +48,7 @@ async def test_session_start_twice_leaves_one_row(recorder: Recorder) -> None:
     await twice(records.session_start, START)
     assert await count(recorder, Project) == 1 and await count(recorder, RunSession) == 1
     assert await kinds(recorder) == ["session.started"]
-    async with recorder.sessions() as db:
+    async with recorder.db() as db:
         row = await db.get(RunSession, "s1")
         assert row is not None and row.status == "running" and row.started_at is not None
 
@@ -61,20 +56,22 @@ async def test_session_start_twice_leaves_one_row(recorder: Recorder) -> None:
 async def test_session_patches_twice_leave_one_event_each(recorder: Recorder) -> None:
     records = RecordActivities(recorder)
     await twice(records.session_start, START)
-    waiting = SessionPatch(session_id="s1", status="waiting_for_review", event="review.awaited",
-                           event_payload={"stage": "planner"})  # fmt: skip
+    waiting = SessionPatch(session_id="s1", status=SessionStatus.WAITING_FOR_REVIEW,
+                           event=EventKind.REVIEW_AWAITED, event_payload={"stage": "planner"})  # fmt: skip
     await twice(records.session, waiting)
-    running = SessionPatch(session_id="s1", status="running", event="review.received")
+    running = SessionPatch(
+        session_id="s1", status=SessionStatus.RUNNING, event=EventKind.REVIEW_RECEIVED
+    )
     await twice(records.session, running)
-    done = SessionPatch(session_id="s1", status="completed", outcome="approved", final_summary="ok",
-                        finished=True, event="session.finished")  # fmt: skip
+    done = SessionPatch(session_id="s1", status=SessionStatus.COMPLETED, outcome=Outcome.APPROVED,
+                        final_summary="ok", finished=True, event=EventKind.SESSION_FINISHED)  # fmt: skip
     await twice(records.session, done)
     # A late retry of an older change must not reopen a finished session.
     await ActivityEnvironment().run(records.session, running)
     assert await kinds(recorder) == [
         "session.started", "review.awaited", "review.received", "session.finished"
     ]  # fmt: skip
-    async with recorder.sessions() as db:
+    async with recorder.db() as db:
         row = await db.get(RunSession, "s1")
         assert row is not None and row.status == "completed" and row.outcome == "approved"
         assert row.completed_at is not None
@@ -83,11 +80,13 @@ async def test_session_patches_twice_leave_one_event_each(recorder: Recorder) ->
 async def test_conversation_twice_leaves_one_row_and_its_messages(recorder: Recorder) -> None:
     records = RecordActivities(recorder)
     await twice(records.session_start, START)
-    opened = ConversationRecord(session_id="s1", role="planner", iteration=1, status="running")
+    opened = ConversationRecord(
+        session_id="s1", role=Role.PLANNER, iteration=1, status=StageStatus.RUNNING
+    )
     await twice(records.conversation, opened)
     closed = opened.model_copy(
         update={
-            "status": "completed",
+            "status": StageStatus.COMPLETED,
             "report": {"summary": "plan"},
             "messages": [
                 MessageRecord(role="user", content="STAGE: planner #1"),
@@ -102,7 +101,7 @@ async def test_conversation_twice_leaves_one_row_and_its_messages(recorder: Reco
     await twice(records.conversation, closed)
     assert await count(recorder, Conversation) == 1 and await count(recorder, Message) == 4
     assert await kinds(recorder) == ["session.started", "stage.started", "stage.completed"]
-    async with recorder.sessions() as db:
+    async with recorder.db() as db:
         messages = (await db.scalars(select(Message).order_by(Message.seq))).all()
         assert [m.role for m in messages] == ["user", "assistant", "tool", "assistant"]
         assert messages[-1].message_metadata == {"final": True}
@@ -111,14 +110,14 @@ async def test_conversation_twice_leaves_one_row_and_its_messages(recorder: Reco
 async def test_codex_task_lifecycle_twice_leaves_one_row(recorder: Recorder) -> None:
     await RecordActivities(recorder).session_start(START)
     task = CodexTaskInput(task_id="s1-builder-1-1", workspace="/ws/p1", prompt="do it",
-                          session_id="s1", role="builder")  # fmt: skip
+                          session_id="s1", role=Role.BUILDER)  # fmt: skip
     result = CodexResult(task_id=task.task_id, exit_code=0, success=True, final_message="done",
                          changed_files=["calc.py"])  # fmt: skip
     for _ in range(2):
         await recorder.codex_started(task, attempt=1, pid=123)
-        await recorder.codex_finished(task, 1, "completed", result)
+        await recorder.codex_finished(task, 1, CodexTaskState.COMPLETED, result)
     assert await count(recorder, CodexTask) == 1
-    async with recorder.sessions() as db:
+    async with recorder.db() as db:
         row = await db.get(CodexTask, task.task_id)
         assert row is not None and row.status == "completed" and row.output_files == ["calc.py"]
         assert row.session_id == "s1" and row.agent_type == "builder" and row.exit_code == 0

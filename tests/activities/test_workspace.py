@@ -6,17 +6,10 @@ from pathlib import Path
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.workspace import (
-    PathNotAllowed,
-    changed_files,
-    checkpoint,
-    confine,
-    create_workspace,
-    git,
-    resolve_workspace,
-    restore,
-)
+from activities.workspace import changed_files, checkpoint, resolve_workspace, restore
 from config import Settings
+from core.git import create_workspace, git
+from core.paths import PathNotAllowed, confine
 
 
 @pytest.mark.parametrize(

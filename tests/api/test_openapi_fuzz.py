@@ -34,7 +34,7 @@ from api.app import create_app
 from config import Settings
 from store.db import make_engine
 from store.models import RunSession
-from tests.api.conftest import TOKEN
+from tests.helpers.api import TOKEN
 
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 # A 503 (Temporal or the database unreachable) is a designed answer, not a server error; whether

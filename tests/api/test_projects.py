@@ -9,7 +9,7 @@ import pytest
 
 from api.app import create_app
 from config import Settings
-from tests.api.conftest import TOKEN
+from tests.helpers.api import TOKEN
 
 
 async def test_create_get_list_and_soft_delete(api: httpx.AsyncClient, settings: Settings) -> None:

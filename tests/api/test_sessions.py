@@ -17,10 +17,9 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from config import Settings
 from devkit.agent_model import ScriptedAgentModel, pipeline_script
-from tests.api.conftest import TOKEN, client_of, serving
-from tests.api.test_streams import read_sse
-from tests.conftest import temporal_address
-from tests.workflows.conftest import pipeline_client
+from tests.helpers.api import TOKEN, client_of, read_sse, serving
+from tests.helpers.pipeline import pipeline_client
+from tests.helpers.temporal import temporal_address
 from worker import build_worker
 
 Serve = Callable[..., Awaitable[None]]
@@ -353,7 +352,7 @@ async def test_secrets_stay_out_of_responses_events_and_logs(
                 "/openapi.json",
             )
         ]
-        events = await app.state.events.read(sid, limit=10_000)
+        events = await app.state.api.events.read(sid, limit=10_000)
     seen = "\n".join(
         [a.text for a in answers] + [json.dumps(e.payload) for e in events] + [caplog.text]
     )

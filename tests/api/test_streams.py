@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -20,16 +19,17 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from api.routes import events as events_routes
 from config import Settings
+from core.vocabulary import chat_workflow_id
 from crew.roles import ROLES
 from devkit.agent_model import ScriptedAgentModel, pipeline_script
 from store.db import make_engine, make_sessionmaker
 from store.events import EventLog, NewEvent
 from store.models import CodexTask, Project, RunSession
-from tests.api.conftest import TOKEN, serving
-from tests.conftest import temporal_address
-from tests.workflows.test_chat import chat_model, echo
+from tests.helpers.api import TOKEN, read_sse, serving
+from tests.helpers.chat import chat_model, echo
+from tests.helpers.temporal import temporal_address
 from worker import agents_plugin, build_worker
-from workflows.chat import AgentChatWorkflow, chat_workflow_id
+from workflows.chat import AgentChatWorkflow
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -75,28 +75,6 @@ async def new_session(settings: Settings) -> str:
 async def server(api_settings: Settings) -> AsyncIterator[str]:
     async with serving(api_settings) as url:
         yield url
-
-
-async def read_sse(
-    response: httpx.Response, count: int | None = None, lines: AsyncIterator[str] | None = None
-) -> list[dict[str, Any]]:
-    """Parse SSE frames (comments as {"comment": ...}) until the stream ends or ``count`` events."""
-    frames: list[dict[str, Any]] = []
-    frame: dict[str, Any] = {}
-    async for line in lines or response.aiter_lines():
-        if line == "":
-            if frame:
-                frames.append(frame)
-                frame = {}
-                if count is not None and sum("id" in f for f in frames) >= count:
-                    break
-            continue
-        if line.startswith(":"):
-            frame["comment"] = line[1:].strip()
-            continue
-        field, _, value = line.partition(": ")
-        frame[field] = json.loads(value) if field == "data" else value
-    return frames
 
 
 def close_code(client: TestClient, url: str, **kwargs: Any) -> int:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from config import Settings
-from tests.deploy.common import (
+from tests.helpers.deploy import (
     COMPOSE,
     COMPOSE_ENV_EXAMPLE,
     DEPLOY,

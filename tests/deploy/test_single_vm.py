@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from config import Settings
-from tests.deploy.common import (
+from tests.helpers.deploy import (
     CODEXFLOW_CLI,
     NGINX_SITE,
     SYSTEMD_DIR,

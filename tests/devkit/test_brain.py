@@ -14,8 +14,9 @@ import pytest
 from agents import Agent, OpenAIResponsesModel, RunConfig, Runner, function_tool
 from pydantic import BaseModel
 
+from core.vocabulary import Role
 from crew.reports import BuildReport, PlanReport, QAReport, ReadinessReport
-from crew.roles import ROLES, Role
+from crew.roles import ROLES
 from devkit.brain import (
     AGENTS_MD,
     CALC_PY,
@@ -27,7 +28,7 @@ from devkit.brain import (
     speaker_of,
 )
 from devkit.responses_server import HttpError, Message, Patch, ScriptedResponsesServer, ToolCall
-from tests.conftest import run_real_codex
+from tests.helpers.codex import run_real_codex
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_CODEX = ROOT / "devkit" / "fake_codex.py"

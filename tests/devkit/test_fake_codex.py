@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import alive
+from tests.helpers.processes import alive
 
 FAKE_CODEX = Path(__file__).resolve().parents[2] / "devkit" / "fake_codex.py"
 

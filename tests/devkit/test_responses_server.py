@@ -28,7 +28,7 @@ from devkit.responses_server import (
     Turn,
     turn_from_json,
 )
-from tests.conftest import run_real_codex
+from tests.helpers.codex import run_real_codex
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,8 +15,8 @@ from api.app import create_app
 from config import Settings
 from store.db import make_engine, make_sessionmaker
 from store.models import Project, RunSession
-from tests.api.conftest import TOKEN, serving
-from tests.observability.conftest import Scrape
+from tests.helpers.api import TOKEN, serving
+from tests.helpers.prometheus import Scrape
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -18,7 +18,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.records import RecordActivities, Recorder
 from config import Settings
 from observability.logs import JsonFormatter, bind_log_ids, configure_logging
-from workflows.types import SessionStart
+from workflows.types.records import SessionStart
 
 
 @pytest.fixture

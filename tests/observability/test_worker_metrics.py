@@ -15,15 +15,17 @@ from temporalio.exceptions import ApplicationError
 from temporalio.openai_agents.testing import TestModelProvider
 from temporalio.testing import WorkflowEnvironment
 
-from activities.workspace import create_workspace
 from config import Settings
+from core.git import create_workspace
+from core.temporal import connect
 from devkit.agent_model import ScriptedAgentModel, Turn, pipeline_script
+from devkit.processes import free_port
 from observability.metrics import worker_runtime
-from tests.conftest import temporal_address
-from tests.observability.conftest import Scrape, free_port
-from worker import agents_plugin, build_worker, connect
+from tests.helpers.prometheus import Scrape
+from tests.helpers.temporal import temporal_address
+from worker import agents_plugin, build_worker
 from workflows.pipeline import PipelineWorkflow
-from workflows.types import PipelineInput, PipelineOptions
+from workflows.types.pipeline import PipelineInput, PipelineOptions
 
 STAGES = ("planner", "builder", "qa_qc", "prod_ready")
 happy = pipeline_script()
@@ -89,7 +91,7 @@ async def run(
     )
     model = ScriptedAgentModel(script, tokens=(100, 20))
     plugin = agents_plugin(settings, provider=TestModelProvider(model))
-    client = await connect(settings, plugin, runtime=worker_runtime(settings))
+    client = await connect(settings, plugins=[plugin], runtime=worker_runtime(settings))
     async with build_worker(client, settings, task_queue=task_queue):
         yield Run(client, settings, task_queue, port)
 

@@ -18,17 +18,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from store import events as events_module
+from store.batcher import EventBatcher, EventFlushError
 from store.db import make_engine
-from store.events import (
-    NOTIFY_CHANNEL,
-    Event,
-    EventBatcher,
-    EventFlushError,
-    EventHub,
-    EventLog,
-    NewEvent,
-)
+from store.events import NOTIFY_CHANNEL, Event, EventLog, NewEvent, wait_at_most
+from store.hub import EventHub
 from store.models import Base, SessionEvent
 
 
@@ -548,7 +541,7 @@ async def test_a_follower_cancelled_as_it_is_woken_stops() -> None:
     """A follower (or batcher) cancelled in the very step its wake-up event is set must stop:
     Python 3.11's ``asyncio.wait_for`` loses such a cancellation, and the loop ran on forever."""
     wake = asyncio.Event()
-    waiting = asyncio.create_task(events_module._wait(wake, 10))
+    waiting = asyncio.create_task(wait_at_most(wake, 10))
     await asyncio.sleep(0)  # now blocked on the event
     wake.set()
     waiting.cancel()

@@ -8,24 +8,15 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
-from temporalio.openai_agents.testing import TestModelProvider
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
 from devkit.agent_model import ScriptedAgentModel
-from tests.conftest import temporal_address
-from worker import agents_plugin, build_worker
+from tests.helpers.pipeline import pipeline_client
+from worker import build_worker
 from workflows.pipeline import PipelineWorkflow
-from workflows.types import PipelineInput, PipelineOptions
-
-Start = Callable[..., Awaitable[WorkflowHandle]]
-
-
-async def pipeline_client(env: WorkflowEnvironment, settings: Settings, model) -> Client:
-    return await Client.connect(
-        temporal_address(env), plugins=[agents_plugin(settings, provider=TestModelProvider(model))]
-    )
+from workflows.types.pipeline import PipelineInput, PipelineOptions
 
 
 @pytest.fixture

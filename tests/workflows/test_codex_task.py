@@ -12,13 +12,13 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.workspace import git
 from config import Settings
+from core.git import git
 from devkit.processes import spawn_worker
-from tests.conftest import temporal_address
-from tests.helpers import alive, codex_pid, wait_for
+from tests.helpers.processes import alive, codex_pid, wait_for
+from tests.helpers.temporal import temporal_address
 from workflows.codex_task import CodexTaskWorkflow
-from workflows.types import CodexTaskOutcome, CodexTaskRequest
+from workflows.types.codex import CodexTaskOutcome, CodexTaskRequest
 
 
 def request(workspace: Path, *directives: str, **kw) -> CodexTaskRequest:
@@ -78,6 +78,7 @@ async def test_cancel_reaches_codex(dev_worker, task_queue: str, workspace: Path
     assert (await handle.query(CodexTaskWorkflow.status)).state == "cancelled"
 
 
+@pytest.mark.slow
 async def test_worker_killed_mid_task_resumes_without_stacking_edits(
     temporal_dev: WorkflowEnvironment,
     settings: Settings,

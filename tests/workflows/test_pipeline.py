@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 
@@ -16,19 +15,16 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError
 
 from activities.records import Recorder
-from activities.workspace import git
+from core.git import git
+from core.vocabulary import Decision
 from crew.reports import BuildReport, PlanReport, QAReport, ReadinessReport
 from devkit.agent_model import AGENTS_MD, ScriptedAgentModel, pipeline_script
 from store.models import Conversation, RunSession
-from tests.helpers import alive, codex_pid
-from tests.workflows.conftest import Start
+from tests.helpers.pipeline import Start, wait_for_review
+from tests.helpers.processes import alive, codex_pid
 from workflows.pipeline import PipelineWorkflow
-from workflows.types import (
-    Decision,
-    PipelineResult,
-    Review,
-    ReviewSignal,
-)
+from workflows.types.pipeline import PipelineResult
+from workflows.types.review import Review, ReviewSignal
 
 
 def stages(result: PipelineResult) -> list[str]:
@@ -40,15 +36,6 @@ async def refused(handle: WorkflowHandle, review: Review) -> str:
     with pytest.raises(WorkflowUpdateFailedError) as err:
         await handle.execute_update(PipelineWorkflow.review, review)
     return str(err.value.cause)
-
-
-async def wait_for_review(handle: WorkflowHandle, stage: str) -> None:
-    for _ in range(400):
-        status = await handle.query(PipelineWorkflow.status)
-        if status.awaiting and status.awaiting.stage == stage:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never waited for a review of {stage}")
 
 
 async def test_full_pipeline(start: Start, workspace: Path) -> None:
@@ -232,7 +219,7 @@ async def test_failing_agent_stage_fails_the_run_with_the_reason(
 
     # The failure is recorded before the run ends: the stage and the session, with the reason.
     session_id = handle.id.removeprefix("session-")
-    async with recorder.sessions() as db:
+    async with recorder.db() as db:
         session = await db.get(RunSession, session_id)
         assert session is not None and session.status == "failed"
         assert session.error and "model exploded" in session.error

@@ -27,12 +27,12 @@ from devkit.processes import scratch_settings, spawn_worker, start_dev_server
 from devkit.responses_server import ScriptedResponsesServer, ToolCall, Turn
 from store.db import make_engine
 from store.models import CodexTask, Conversation, Message
-from tests.conftest import temporal_address
-from tests.helpers import alive, codex_pid, wait_for
-from tests.workflows.test_pipeline import wait_for_review
+from tests.helpers.pipeline import wait_for_review
+from tests.helpers.processes import alive, codex_pid, wait_for
+from tests.helpers.temporal import temporal_address
 from worker import agents_plugin, build_worker
 from workflows.pipeline import PipelineWorkflow
-from workflows.types import PipelineInput, PipelineOptions, PipelineResult
+from workflows.types.pipeline import PipelineInput, PipelineOptions, PipelineResult
 
 HISTORY = Path(__file__).parent / "histories" / "pipeline_full.json"
 
@@ -65,6 +65,7 @@ def pipeline_input(workspace: Path, **options: Any) -> PipelineInput:
     )
 
 
+@pytest.mark.slow
 async def test_worker_killed_mid_stage_repeats_no_finished_model_turn(
     temporal_dev: WorkflowEnvironment,
     settings: Settings,
@@ -114,7 +115,7 @@ async def test_worker_killed_mid_stage_repeats_no_finished_model_turn(
     engine = make_engine(settings.database_url)
     try:
         recorder = Recorder(engine)
-        async with recorder.sessions() as db:
+        async with recorder.db() as db:
             conversations = (await db.scalars(select(Conversation))).all()
             assert sorted(c.agent_type for c in conversations) == sorted(
                 ["planner", "builder", "qa_qc", "prod_ready"]
@@ -173,7 +174,7 @@ async def test_review_timeout_fails_or_approves(
 
 async def record_history() -> None:
     """Regenerate the committed history: python -m tests.workflows.test_pipeline_durability"""
-    from activities.workspace import create_workspace
+    from core.git import create_workspace
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = await scratch_settings(Path(tmp))

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from activities.records import Recorder
 from devkit.agent_model import ScriptedAgentModel, pipeline_script
 from store.models import CodexTask, Conversation, RunSession
-from tests.workflows.conftest import Start
+from tests.helpers.pipeline import Start
 
 
 async def test_full_run_leaves_the_trail(start: Start, recorder: Recorder) -> None:
@@ -16,7 +16,7 @@ async def test_full_run_leaves_the_trail(start: Start, recorder: Recorder) -> No
     result = await handle.result()
     session_id = result.session_id
 
-    async with recorder.sessions() as db:
+    async with recorder.db() as db:
         session = await db.get(RunSession, session_id)
         assert session is not None
         assert session.status == "completed" and session.outcome == "approved"

@@ -16,33 +16,39 @@ from temporalio.common import RetryPolicy
 from temporalio.openai_agents.workflow import activity_as_tool
 
 from activities.tools import AgentTools
-from crew.roles import ROLES, Role
-from workflows.types import SessionCtx
+from core.vocabulary import Role
+from crew.roles import ROLES
+from workflows.types.workspace import AgentContext
 
 __all__ = ["CodexInvoker", "build_agent"]
 
-CodexInvoker = Callable[[RunContextWrapper[SessionCtx], str], Awaitable[str]]
+CodexInvoker = Callable[[RunContextWrapper[AgentContext], str], Awaitable[str]]
 
 _CHAT_MODE = """
 
 CHAT MODE: you are talking with a person directly, outside a pipeline run. Answer in plain text
 (markdown is fine) instead of a report; use your tools when the question needs them."""
 
-_TOOL_OPTIONS = {
-    "start_to_close_timeout": timedelta(seconds=60),
-    "retry_policy": RetryPolicy(maximum_attempts=3),
-}
+_TOOL_TIMEOUT = timedelta(seconds=60)
+_TOOL_RETRY = RetryPolicy(maximum_attempts=3)
 
 
 def _workspace_tools(role: Role) -> list[Tool]:
-    tools = [AgentTools.read_file, AgentTools.list_files, AgentTools.read_agents_md]
+    tools: list[Callable[..., Awaitable[str]]] = [
+        AgentTools.read_file,
+        AgentTools.list_files,
+        AgentTools.read_agents_md,
+    ]
     if role is Role.PLANNER:
         tools.append(AgentTools.save_agents_md)
-    return [activity_as_tool(fn, **_TOOL_OPTIONS) for fn in tools]  # type: ignore[arg-type]
+    return [
+        activity_as_tool(fn, start_to_close_timeout=_TOOL_TIMEOUT, retry_policy=_TOOL_RETRY)
+        for fn in tools
+    ]
 
 
 def _codex_tool(invoke: CodexInvoker) -> FunctionTool:
-    async def run_codex(ctx: RunContextWrapper[SessionCtx], prompt: str) -> str:
+    async def run_codex(ctx: RunContextWrapper[AgentContext], prompt: str) -> str:
         """Have codex carry out one focused task in the project workspace: edit files, run commands.
 
         Args:
@@ -59,7 +65,7 @@ def build_agent(role: Role, model: str, run_codex: CodexInvoker, *, chat: bool =
     """The role's agent; ``chat`` agents answer in free text instead of a typed report."""
     spec = ROLES[role]
     instructions = spec.instructions + (_CHAT_MODE if chat else "")
-    return Agent[SessionCtx](
+    return Agent[AgentContext](
         name=spec.name,
         instructions=instructions,
         handoff_description=spec.handoff_description,

@@ -5,8 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from crew.roles import Role
-from workflows.types import CodexResult, MessageRecord, StageRecord
+from core.vocabulary import Role
+from crew.markers import (
+    ISSUES_TO_FIX,
+    PREVIOUS_STAGES,
+    REVIEWER_FEEDBACK,
+    USER_REQUEST,
+    YOUR_TASK,
+    stage_line,
+)
+from workflows.types.codex import CodexResult
+from workflows.types.pipeline import StageRecord
+from workflows.types.records import MessageRecord
 
 __all__ = ["codex_result_for_model", "stage_input", "transcript"]
 
@@ -31,17 +41,17 @@ def stage_input(
     fix: Sequence[str] = (),
     feedback: str | None = None,
 ) -> str:
-    parts = [f"STAGE: {role.value} #{iteration}", f"USER REQUEST:\n{user_request}"]
+    parts = [stage_line(role, iteration), f"{USER_REQUEST}\n{user_request}"]
     if history:
         lines = [_summary(record) for record in history]
-        parts.append("PREVIOUS STAGES (oldest first):\n" + "\n".join(lines))
+        parts.append(f"{PREVIOUS_STAGES}\n" + "\n".join(lines))
     if fix:
         parts.append(
-            "ISSUES TO FIX:\n" + "\n".join(f"{i}. {issue}" for i, issue in enumerate(fix, 1))
+            f"{ISSUES_TO_FIX}\n" + "\n".join(f"{i}. {issue}" for i, issue in enumerate(fix, 1))
         )
     if feedback:
-        parts.append(f"REVIEWER FEEDBACK (address it in this attempt):\n{feedback}")
-    parts.append(f"YOUR TASK: {_TASKS[role]}")
+        parts.append(f"{REVIEWER_FEEDBACK}\n{feedback}")
+    parts.append(f"{YOUR_TASK} {_TASKS[role]}")
     return "\n\n".join(parts)
 
 

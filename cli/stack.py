@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -24,10 +23,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import SecretStr
 
-from activities.children import die_with_parent
-from config import STATE_DIR, Settings
+from config import STATE_DIR, Settings, settings_env
+from core.children import die_with_parent
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 __all__ = [
@@ -37,7 +35,6 @@ __all__ = [
     "dev_server",
     "dev_server_command",
     "reachable",
-    "settings_env",
     "temporal_binary",
 ]
 
@@ -47,23 +44,6 @@ OFFLINE_TASK_QUEUE = "codexflow-offline"
 
 class StackError(RuntimeError):
     """A part of the stack could not start or stopped on its own; the message says where to look."""
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The ``CODEXFLOW_*`` environment that reproduces ``settings`` in another process."""
-    env: dict[str, str] = {}
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, Path):
-            value = value.resolve()
-        elif isinstance(value, list | dict):
-            value = json.dumps(value)  # pydantic-settings reads complex values as JSON
-        env[f"CODEXFLOW_{name.upper()}"] = str(value)
-    return env
 
 
 # --- the Temporal dev server -------------------------------------------------------------------

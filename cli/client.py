@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 
 from config import Settings
-from store.events import SESSION_END_KINDS, Event
+from core.vocabulary import END_KINDS
+from store.events import Event
 
 __all__ = ["ApiClient", "ApiError"]
 
@@ -123,7 +124,7 @@ class ApiClient:
                         continue  # never hand out an event twice
                     last_id = event.id
                     yield event
-                    if event.kind in SESSION_END_KINDS:
+                    if event.kind in END_KINDS:
                         return
                 reason = "the stream ended early"
             except (httpx.TransportError, httpx.HTTPStatusError) as err:

@@ -1,0 +1,33 @@
+"""Every activity a worker registers, bound to its settings and the records database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from activities.codex import CodexRunner
+from activities.records import RecordActivities, Recorder
+from activities.tools import AgentTools
+from activities.workspace import WorkspaceActivities
+from config import Settings
+
+__all__ = ["worker_activities"]
+
+
+def worker_activities(settings: Settings, engine: AsyncEngine) -> list[Callable[..., Any]]:
+    """The ``@activity.defn`` methods of each activity class, bound to one instance each."""
+    recorder = Recorder(engine)
+    instances = (
+        CodexRunner(settings, recorder),
+        WorkspaceActivities(settings),
+        AgentTools(settings),
+        RecordActivities(recorder),
+    )
+    return [
+        getattr(instance, name)
+        for instance in instances
+        for name, member in vars(type(instance)).items()
+        if hasattr(member, "__temporal_activity_definition")
+    ]

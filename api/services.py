@@ -1,0 +1,156 @@
+"""What the HTTP routes and the WebSocket handlers both do: start a session, review it, chat.
+
+Each raises HTTPException with the status the caller should see (the WebSocket handlers turn it
+into an ``error`` message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from fastapi import HTTPException, status
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import project_or_404
+from api.state import ApiState
+from core.vocabulary import Role, SessionStatus, chat_workflow_id
+from store.models import RunSession
+from workflows.chat import AgentChatWorkflow
+from workflows.pipeline import PipelineWorkflow
+from workflows.types.chat import ChatInput, ChatMessage, ChatReply
+from workflows.types.pipeline import PipelineInput, PipelineOptions
+from workflows.types.review import AwaitingReview, Review
+
+__all__ = ["conflict_unless_running", "role_or_404", "send_chat", "send_review", "start_session"]
+
+log = logging.getLogger("codexflow.api")
+
+
+async def start_session(state: ApiState, db: AsyncSession, row: RunSession) -> None:
+    """Start the session's PipelineWorkflow (its id is the row's ``workflow_id``); 409 if it was
+    started already."""
+    if row.status != SessionStatus.PENDING or row.started_at is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"session {row.id} was already started")
+    project = await project_or_404(db, row.project_id, active_only=False)
+    settings = state.settings
+    options = PipelineOptions.model_validate({"agent_model": settings.agent_model, **row.options})
+    client = await state.temporal.get()
+    try:
+        await client.start_workflow(
+            PipelineWorkflow.run,
+            PipelineInput(
+                session_id=row.id,
+                project_id=row.project_id,
+                workspace=project.workspace_path,
+                user_request=row.user_request,
+                options=options,
+            ),
+            id=row.workflow_id,
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"session {row.id} was already started"
+        ) from None
+    # The workflow's record activities own the status from here on: only move it off pending.
+    await db.execute(
+        update(RunSession)
+        .where(RunSession.id == row.id, RunSession.status == SessionStatus.PENDING)
+        .values(status=SessionStatus.QUEUED)
+    )
+    await db.commit()
+    await db.refresh(row)
+
+
+@contextlib.contextmanager
+def conflict_unless_running(session_id: str) -> Iterator[None]:
+    """Temporal's answer for a run that has finished (or never existed) becomes a 409."""
+    try:
+        yield
+    except RPCError as err:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"session {session_id} is not running: {err.message}"
+            ) from None
+        raise
+
+
+async def send_review(client: Client, row: RunSession, review: Review) -> AwaitingReview:
+    """The run's ``review`` update: 409 with the validator's reason when it is not awaited."""
+    if row.status == SessionStatus.PENDING:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"session {row.id} is not started")
+    handle = client.get_workflow_handle(row.workflow_id)
+    try:
+        with conflict_unless_running(row.id):
+            return await handle.execute_update(PipelineWorkflow.review, review)
+    except WorkflowUpdateFailedError as err:
+        reason = str(err.cause.message if hasattr(err.cause, "message") else err.cause)
+        raise HTTPException(status.HTTP_409_CONFLICT, reason) from None
+
+
+def role_or_404(agent_role: str) -> Role:
+    try:
+        return Role(agent_role)
+    except ValueError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"agent {agent_role!r} not found") from None
+
+
+async def send_chat(state: ApiState, project_id: str, agent_role: str, message: str) -> ChatReply:
+    """Send ``message`` to the project's chat with ``agent_role``, starting the chat if needed.
+
+    404 for an unknown project or role, 409 when the chat refuses the message, 502 when the turn
+    fails.
+    """
+    role = role_or_404(agent_role)
+    async with state.db() as db:
+        workspace = (await project_or_404(db, project_id)).workspace_path
+    settings = state.settings
+    client = await state.temporal.get()
+
+    async def attempt() -> ChatReply:
+        start = WithStartWorkflowOperation(
+            AgentChatWorkflow.run,
+            ChatInput(
+                project_id=project_id,
+                role=role,
+                workspace=workspace,
+                agent_model=settings.agent_model,
+            ),
+            id=chat_workflow_id(project_id, role),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            task_queue=settings.task_queue,
+        )
+        return await client.execute_update_with_start_workflow(
+            AgentChatWorkflow.send, ChatMessage(message=message), start_workflow_operation=start
+        )
+
+    for tries in (1, 2):
+        try:
+            return await attempt()
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            reason = str(cause) if cause is not None else str(err)
+            if isinstance(cause, ApplicationError) and cause.type == "ChatTurnFailed":
+                raise HTTPException(status.HTTP_502_BAD_GATEWAY, reason) from None
+            if tries == 1 and "continuing as new" in reason:
+                log.info(
+                    "chat %s is continuing as new; sending again",
+                    chat_workflow_id(project_id, role),
+                )
+                await asyncio.sleep(0.5)  # let the new run start
+                continue
+            raise HTTPException(status.HTTP_409_CONFLICT, reason) from None
+    raise AssertionError("unreachable")  # pragma: no cover

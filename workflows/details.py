@@ -1,0 +1,48 @@
+"""What people read about a run: its current details in the Temporal Web UI, its final summary."""
+
+from __future__ import annotations
+
+from core.vocabulary import Outcome, Role
+from crew.reports import QAReport, ReadinessReport
+from workflows.types.pipeline import PipelineStatus, StageRecord
+
+__all__ = ["current_details", "final_summary"]
+
+
+def current_details(status: PipelineStatus) -> str:
+    """Markdown: state, stage, the review awaited, codex tasks and tokens, finished stages."""
+    lines = [f"**{status.state}** · stage `{status.stage or '-'}` #{status.iteration}"]
+    if awaiting := status.awaiting:
+        lines.append(
+            f"⏸ waiting for a review of `{awaiting.stage}` since {awaiting.since:%Y-%m-%d %H:%M:%S}Z"
+        )
+    lines.append(
+        f"codex tasks: {status.codex_tasks} · tokens: {status.tokens_used}"
+        + (f" / {status.token_budget}" if status.token_budget else "")
+    )
+    lines += ["", "| stage | # | verdict | summary |", "| --- | --- | --- | --- |"]
+    for record in status.stages:
+        verdict = getattr(record.report, "verdict", "")
+        lines.append(
+            f"| {record.stage.value} | {record.iteration} | {verdict} | {record.report.summary[:80]} |"
+        )
+    return "\n".join(lines)
+
+
+def final_summary(outcome: Outcome, stages: list[StageRecord]) -> str:
+    latest: dict[Role, StageRecord] = {record.stage: record for record in stages}
+    lines = [f"Outcome: {outcome}."]
+    for role in Role:
+        if record := latest.get(role):
+            verdict = getattr(record.report, "verdict", None)
+            lines.append(
+                f"{role.value}{f' [{verdict}]' if verdict else ''}: {record.report.summary}"
+            )
+    ready = latest.get(Role.PROD_READY)
+    if ready and isinstance(ready.report, ReadinessReport):
+        lines += [f"Blocking: {item}" for item in ready.report.blocking]
+        lines += [f"Recommendation: {item}" for item in ready.report.recommendations]
+    qa = latest.get(Role.QA_QC)
+    if outcome is Outcome.QA_FAILED and qa and isinstance(qa.report, QAReport):
+        lines += [f"Open issue: {item}" for item in qa.report.issues]
+    return "\n".join(lines)

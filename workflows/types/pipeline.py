@@ -1,0 +1,95 @@
+"""A session's pipeline run: its input and options, finished stages, status and result."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from config import Sandbox
+from core.vocabulary import Outcome, Role, SessionStatus
+from crew.reports import StageReport
+from workflows.types.codex import TokenUsage
+from workflows.types.review import AwaitingReview
+from workflows.types.workspace import Checkpoint
+
+__all__ = [
+    "PipelineInput",
+    "PipelineOptions",
+    "PipelineResult",
+    "PipelineStatus",
+    "PipelineUsage",
+    "StageRecord",
+]
+
+
+class PipelineOptions(BaseModel):
+    """How a pipeline run behaves; every field has a sensible default."""
+
+    gates: list[Role] = Field(
+        default_factory=list, description="stages that wait for a human review"
+    )
+    max_repair_loops: int = Field(default=2, ge=0, le=10)
+    agent_model: str = "gpt-5.5"
+    codex_model: str | None = None
+    codex_sandbox: Sandbox | None = None
+    codex_timeout_s: float | None = Field(default=None, gt=0)
+    codex_heartbeat_s: float = Field(default=10, gt=0)
+    token_budget: int | None = Field(default=None, gt=0, description="pause for review past this")
+    review_timeout_s: float = Field(default=7 * 24 * 3600, gt=0)
+    on_review_timeout: Literal["fail", "approve"] = "fail"
+    max_agent_turns: int = Field(default=40, ge=2, le=200)
+
+
+class PipelineInput(BaseModel):
+    session_id: str
+    project_id: str
+    workspace: str
+    user_request: str = Field(min_length=1)
+    options: PipelineOptions = Field(default_factory=PipelineOptions)
+
+
+class StageRecord(BaseModel):
+    """One finished stage iteration."""
+
+    stage: Role
+    iteration: int
+    report: StageReport
+    checkpoint: Checkpoint
+    model_usage: TokenUsage
+    codex_tasks: int
+    feedback: str | None = None
+
+
+class PipelineUsage(BaseModel):
+    model: TokenUsage = Field(default_factory=TokenUsage)
+    codex: TokenUsage = Field(default_factory=TokenUsage)
+
+    @property
+    def total(self) -> int:
+        return self.model.total + self.codex.total
+
+
+class PipelineStatus(BaseModel):
+    """What the ``status`` query answers."""
+
+    session_id: str
+    state: SessionStatus
+    stage: Role | None
+    iteration: int
+    awaiting: AwaitingReview | None
+    stages: list[StageRecord]
+    codex_tasks: int
+    usage: PipelineUsage
+    tokens_used: int
+    token_budget: int | None
+
+
+class PipelineResult(BaseModel):
+    session_id: str
+    outcome: Outcome
+    summary: str
+    agents_md: str | None
+    stages: list[StageRecord]
+    usage: PipelineUsage
+    codex_tasks: int
