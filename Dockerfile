@@ -8,9 +8,10 @@ FROM node:22.21.1-bookworm-slim AS node
 
 FROM python:3.11.14-slim-bookworm
 
-# git: every stage ends with a git checkpoint of the workspace.
+# git: every stage ends with a git checkpoint of the workspace. bubblewrap: the sandbox each codex
+# task runs in (docker-compose.yml gives the worker what it needs).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git ca-certificates \
+    && apt-get install -y --no-install-recommends git ca-certificates bubblewrap \
     && rm -rf /var/lib/apt/lists/*
 
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
@@ -37,12 +38,13 @@ RUN pip install --no-cache-dir /tmp/src && rm -rf /tmp/src && codexflow --help >
 
 # An unprivileged user; the named volumes mounted on these directories take their ownership.
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/codexflow --shell /usr/sbin/nologin codexflow \
-    && mkdir -p /var/lib/codexflow/workspaces /var/lib/codexflow/codex-home \
+    && mkdir -p /var/lib/codexflow/workspaces /var/lib/codexflow/repos /var/lib/codexflow/codex-home \
     && chown -R codexflow:codexflow /var/lib/codexflow
 
 # Defaults for this image's layout; everything else comes from the environment (config.py).
 # Relative defaults (.codexflow/...) land in the working directory, the user's home.
 ENV CODEXFLOW_WORKSPACES_ROOT=/var/lib/codexflow/workspaces \
+    CODEXFLOW_REPOS_ROOT=/var/lib/codexflow/repos \
     CODEXFLOW_CODEX_HOME=/var/lib/codexflow/codex-home \
     CODEXFLOW_CODEX_BIN=/usr/local/bin/codex \
     CODEXFLOW_LOG_FORMAT=json \

@@ -4,7 +4,7 @@
 PYTHON ?= python3
 BIN := .venv/bin
 
-.PHONY: setup demo up test check system-packages chaos bench clean
+.PHONY: setup demo up test check runtime-packages system-packages apt-missing chaos bench clean
 
 setup: .venv/.installed node_modules/.package-lock.json
 
@@ -17,11 +17,11 @@ setup: .venv/.installed node_modules/.package-lock.json
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 
-demo: setup
+demo: setup runtime-packages
 	$(BIN)/codexflow demo
 
 # The whole stack on embedded defaults, with a scripted model (drop --offline for real models).
-up: setup
+up: setup runtime-packages
 	$(BIN)/codexflow up --offline
 
 check: setup
@@ -30,21 +30,31 @@ check: setup
 	$(BIN)/mypy .
 	$(BIN)/lint-imports
 
-# System packages the tests need, installed from Debian's packages when missing:
+# Debian packages, installed when missing. Each entry is PROBE=PACKAGE, the probe a command on
+# PATH or a file glob. Running codexflow needs:
+# - bubblewrap: every codex task runs in a bubblewrap sandbox of its own (activities/sandbox.py).
+RUNTIME_PACKAGES := bwrap=bubblewrap
+# The tests also need:
 # - PostgreSQL server binaries: every records test also runs on a throwaway cluster (devkit/postgres.py);
 # - nginx and openssl: tests/deploy runs `nginx -t` on deploy/nginx/codexflow.conf with a
 #   self-signed certificate;
 # - systemd (systemd-analyze): tests/deploy verifies the units in deploy/systemd.
+TEST_PACKAGES := $(RUNTIME_PACKAGES) /usr/lib/postgresql/*/bin/initdb=postgresql \
+	/usr/sbin/nginx=nginx openssl=openssl systemd-analyze=systemd
+
+runtime-packages:
+	@$(MAKE) --no-print-directory apt-missing PACKAGES="$(RUNTIME_PACKAGES)"
+
 system-packages:
+	@$(MAKE) --no-print-directory apt-missing PACKAGES="$(TEST_PACKAGES)"
+
+apt-missing:
 	@missing=; \
-	if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
-		echo "PostgreSQL server binaries: present"; else missing="$$missing postgresql"; fi; \
-	if [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1; then \
-		echo "nginx: present"; else missing="$$missing nginx"; fi; \
-	if command -v openssl >/dev/null 2>&1; then \
-		echo "openssl: present"; else missing="$$missing openssl"; fi; \
-	if command -v systemd-analyze >/dev/null 2>&1; then \
-		echo "systemd-analyze: present"; else missing="$$missing systemd"; fi; \
+	for entry in $(PACKAGES); do \
+		probe=$${entry%%=*}; package=$${entry#*=}; \
+		if command -v "$$probe" >/dev/null 2>&1 || ls $$probe >/dev/null 2>&1; then \
+			echo "$$package: present"; else missing="$$missing $$package"; fi; \
+	done; \
 	if [ -n "$$missing" ]; then \
 		echo "missing system packages:$$missing: installing them"; \
 		if [ "$$(id -u)" -eq 0 ]; then sudo=; \

@@ -7,13 +7,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 STATE_DIR = Path(".codexflow")
 
 Sandbox = Literal["read-only", "workspace-write", "danger-full-access"]
+SANDBOX_ORDER: tuple[Sandbox, ...] = ("read-only", "workspace-write", "danger-full-access")
+"""Codex's sandboxes from the tightest to the loosest: a request may only move left of the
+operator's ``CODEXFLOW_CODEX_SANDBOX``."""
+
+# Values an example file or a hurried operator puts where a secret belongs.
+_PLACEHOLDER_TOKENS = {"change-me", "changeme", "change_me", "secret", "token", "password", "xxx"}
+MIN_TOKEN_CHARS = 16
 
 
 class Settings(BaseSettings):
@@ -27,13 +34,34 @@ class Settings(BaseSettings):
 
     # Storage
     workspaces_root: Path = STATE_DIR / "workspaces"
+    # Each project's git directory, kept outside its workspace (codex never writes it);
+    # default: `repos` beside the workspaces root.
+    repos_root: Path | None = None
     database_url: str = f"sqlite+aiosqlite:///{STATE_DIR / 'codexflow.db'}"
 
     # Codex CLI
     codex_bin: str | None = None
     codex_home: Path = STATE_DIR / "codex-home"
     codex_model: str | None = None
-    codex_sandbox: Sandbox = "workspace-write"
+    codex_sandbox: Sandbox = "workspace-write"  # the ceiling: a run may only ask for less
+    codex_allow_full_access: bool = False  # danger-full-access is refused unless this is set
+    # The outer sandbox of every codex task: a bubblewrap namespace that shows it only its own
+    # workspace, a private /tmp, its project's codex home and the system's directories.
+    codex_isolation: Literal["bwrap", "none"] = "bwrap"
+    bwrap_bin: str = "bwrap"
+    # Extra directories codex may read inside its sandbox (toolchains outside /usr, e.g. /opt).
+    codex_read_only_paths: list[Path] = Field(default_factory=list)
+    # Hidden from codex even though they lie in a directory it may read.
+    codex_hidden_paths: list[Path] = Field(
+        default_factory=lambda: [
+            Path("/etc/codexflow"),
+            Path("/etc/shadow"),
+            Path("/etc/gshadow"),
+            Path("/etc/ssh"),
+            Path("/etc/sudoers"),
+            Path("/etc/sudoers.d"),
+        ]  # fmt: skip
+    )
     codex_base_url: str | None = None
     codex_api_key: SecretStr | None = None
     codex_timeout_s: float = Field(default=1800, gt=0)
@@ -51,6 +79,11 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     api_url: str = "http://127.0.0.1:8000"
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    max_request_bytes: int = Field(default=1024 * 1024, gt=0)  # any other request body
+    max_streams: int = Field(default=2000, gt=0)  # concurrent SSE streams and WebSockets
+    # Host names the API answers to when it has no token (a DNS-rebinding guard); with a token,
+    # any host (it sits behind a proxy).
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "::1"])
     cors_origins: list[str] = Field(
         default_factory=lambda: ["http://localhost:3000", "http://localhost:5173"]
     )
@@ -61,8 +94,54 @@ class Settings(BaseSettings):
     # host:port where a worker serves Prometheus /metrics (its own and the Temporal SDK's); unset = off
     worker_metrics_address: str | None = None
 
+    @field_validator("api_token")
+    @classmethod
+    def _no_weak_token(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and (problem := weak_token(token.get_secret_value())):
+            raise ValueError(f"CODEXFLOW_API_TOKEN {problem}")
+        return token
+
+    @model_validator(mode="after")
+    def _full_access_is_explicit(self) -> Settings:
+        if self.codex_sandbox == "danger-full-access" and not self.codex_allow_full_access:
+            raise ValueError(
+                "CODEXFLOW_CODEX_SANDBOX=danger-full-access needs "
+                "CODEXFLOW_CODEX_ALLOW_FULL_ACCESS=true as well"
+            )
+        return self
+
     def workspace_root(self) -> Path:
         return self.workspaces_root.resolve()
+
+    def repos_path(self) -> Path:
+        return (self.repos_root or self.workspaces_root.parent / "repos").resolve()
+
+    def sandbox_for(self, requested: Sandbox | None) -> Sandbox:
+        """The sandbox a codex task runs in: what was asked for, never looser than the ceiling.
+
+        Raises ValueError for danger-full-access when the operator has not enabled it.
+        """
+        if requested == "danger-full-access" and not self.codex_allow_full_access:
+            raise ValueError(
+                "codex_sandbox=danger-full-access is refused: the operator has not set "
+                "CODEXFLOW_CODEX_ALLOW_FULL_ACCESS=true"
+            )
+        ceiling = SANDBOX_ORDER.index(self.codex_sandbox)
+        wanted = SANDBOX_ORDER.index(requested) if requested else ceiling
+        return SANDBOX_ORDER[min(wanted, ceiling)]
+
+
+def weak_token(token: str) -> str | None:
+    """Why ``token`` is no good as the API token (None when it is fine)."""
+    if not token.strip():
+        return "is empty"
+    if token != token.strip():
+        return "has leading or trailing whitespace"
+    if token.casefold() in _PLACEHOLDER_TOKENS or "change-me" in token.casefold():
+        return "is a placeholder: set a random value (e.g. `openssl rand -hex 32`)"
+    if len(token) < MIN_TOKEN_CHARS:
+        return f"is shorter than {MIN_TOKEN_CHARS} characters"
+    return None
 
 
 @lru_cache
@@ -82,6 +161,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
         elif isinstance(value, Path):
             value = value.resolve()
         elif isinstance(value, list | dict):
-            value = json.dumps(value)  # pydantic-settings reads complex values as JSON
+            value = json.dumps(value, default=str)  # pydantic-settings reads them as JSON
         env[f"CODEXFLOW_{name.upper()}"] = str(value)
     return env

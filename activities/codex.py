@@ -15,11 +15,11 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -37,10 +37,19 @@ from activities.codex_events import (
     parse_line,
 )
 from activities.records import Recorder
-from activities.workspace import changed_files, checkpoint, resolve_workspace, restore
-from config import Settings
+from activities.sandbox import TaskBox, task_box
+from activities.workspace import (
+    changed_files,
+    checkpoint,
+    refusing_untrusted_config,
+    resolve_workspace,
+    restore,
+)
+from config import Sandbox, Settings
 from core.children import die_with_parent
 from core.codex_cli import PROVIDER_KEY_ENV, codex_env, find_codex_binary
+from core.confined import ConfinedDir, PathNotAllowed
+from core.git import Repo
 from core.vocabulary import CodexEventPayload, CodexTaskState, EventKind
 from observability import metrics
 from store.batcher import EventBatcher
@@ -48,15 +57,23 @@ from workflows.types.codex import CodexResult, CodexTaskInput, TokenUsage
 
 __all__ = ["CodexRunner", "codex_command"]
 
+T = TypeVar("T")
+
+_LAST_MESSAGE = "last-message.txt"
 _MAX_LINE = 64 * 1024 * 1024  # command output arrives inside one JSON line; allow it to be large
 _STDERR_TAIL = 4000
 
 
 def codex_command(
-    settings: Settings, binary: Path, input: CodexTaskInput, workspace: Path, last_message: Path
+    settings: Settings,
+    binary: Path,
+    input: CodexTaskInput,
+    workspace: Path,
+    last_message: Path,
+    sandbox: Sandbox,
 ) -> list[str]:
     cmd = [str(binary), "exec", "--json", "--skip-git-repo-check", "-C", str(workspace)]
-    cmd += ["-s", input.sandbox or settings.codex_sandbox]
+    cmd += ["-s", sandbox]
     if model := input.model or settings.codex_model:
         cmd += ["-m", model]
     if settings.codex_base_url:
@@ -91,37 +108,46 @@ class CodexRunner:
             raise ApplicationError(
                 "empty prompt: tell codex what to do", type="InvalidInput", non_retryable=True
             )
-        workspace = resolve_workspace(self.settings, input.workspace)
+        try:
+            sandbox = self.settings.sandbox_for(input.sandbox)
+        except ValueError as err:
+            raise ApplicationError(str(err), type="SandboxNotAllowed", non_retryable=True) from None
+        repo = resolve_workspace(self.settings, input.workspace)
         binary = find_codex_binary(self.settings)
         info = activity.info()
         previous = info.heartbeat_details[0] if info.heartbeat_details else {}
         base = input.base_commit or previous.get("base_commit")
-        if base and info.attempt > 1:
-            await restore(workspace, base)
-        if not base:
-            base = (
-                await checkpoint(workspace, f"codexflow: before codex task {input.task_id}")
-            ).commit
-        progress = _Progress(base_commit=base, attempt=info.attempt)
-        activity.heartbeat(progress.details())
-        return await self._execute(input, workspace, binary, progress)
+        with refusing_untrusted_config():
+            if base and info.attempt > 1:
+                await restore(repo, base)
+            if not base:
+                message = f"codexflow: before codex task {input.task_id}"
+                base = (await checkpoint(repo, message)).commit
+            progress = _Progress(base_commit=base, attempt=info.attempt)
+            activity.heartbeat(progress.details())
+            workspace = repo.work_tree or Path(input.workspace)
+            with task_box(self.settings, workspace, repo.git_dir) as box:
+                return await self._execute(input, repo, box, binary, sandbox, progress)
 
     async def _execute(
-        self, input: CodexTaskInput, workspace: Path, binary: Path, progress: _Progress
+        self,
+        input: CodexTaskInput,
+        repo: Repo,
+        box: TaskBox,
+        binary: Path,
+        sandbox: Sandbox,
+        progress: _Progress,
     ) -> CodexResult:
-        self.settings.codex_home.resolve().mkdir(parents=True, exist_ok=True)
         timeout = input.timeout_s or self.settings.codex_timeout_s
         stderr_tail: deque[str] = deque(maxlen=50)
-        with (
-            tempfile.TemporaryDirectory(prefix="codexflow-") as tmp,
-            contextlib.ExitStack() as running,
-        ):
-            last_message = Path(tmp) / "last-message.txt"
+        last_message = box.inside_tmp / _LAST_MESSAGE
+        command = codex_command(self.settings, binary, input, box.workspace, last_message, sandbox)
+        with contextlib.ExitStack() as running:
             started = time.monotonic()
             proc = await asyncio.create_subprocess_exec(
-                *codex_command(self.settings, binary, input, workspace, last_message),
-                cwd=workspace,
-                env=codex_env(self.settings),
+                *box.wrap(self.settings, binary, command),
+                cwd=box.workspace,
+                env=box.env(codex_env(self.settings)),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -158,9 +184,7 @@ class CodexRunner:
                     input, progress, CodexTaskState.CANCELLED, None, None, stderr_tail
                 )
                 raise
-            final = (
-                last_message.read_text(errors="replace").strip() if last_message.exists() else ""
-            )
+            final = await _last_message(box.tmp, self.settings.tool_output_max_chars * 4)
 
         exit_code = proc.returncode if proc.returncode is not None else -1
         success = exit_code == 0 and not progress.failed
@@ -172,7 +196,7 @@ class CodexRunner:
             success=success,
             final_message=final or progress.last_message,
             error=None if success else error,
-            changed_files=await changed_files(workspace, progress.base_commit),
+            changed_files=await _beating(changed_files(repo, progress.base_commit), progress),
             usage=progress.usage,
             duration_s=round(time.monotonic() - started, 3),
             thread_id=progress.thread_id,
@@ -272,6 +296,15 @@ class _Progress:
         }
 
 
+async def _last_message(tmp: Path, limit: int) -> str:
+    """Codex's last message, from the task's tmp (which codex may have filled with anything)."""
+    try:
+        text = await asyncio.to_thread(ConfinedDir(tmp).read_text, _LAST_MESSAGE, limit)
+    except PathNotAllowed:
+        return ""
+    return (text or "").strip()
+
+
 def _ended(
     input: CodexTaskInput, outcome: CodexTaskState, exit_code: int | None, seconds: float
 ) -> None:
@@ -285,6 +318,15 @@ async def _read_lines(stream: asyncio.StreamReader | None, emit: Callable[[str],
     assert stream is not None
     while line := await stream.readline():
         emit(line.decode("utf-8", errors="replace"))
+
+
+async def _beating(work: Awaitable[T], progress: _Progress) -> T:
+    """``work``'s result, heartbeating every second meanwhile (git over a big tree takes time)."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        activity.heartbeat(progress.details())
+        await asyncio.wait({task}, timeout=1.0)
+    return task.result()
 
 
 async def _heartbeat_while(proc: asyncio.subprocess.Process, progress: _Progress) -> None:

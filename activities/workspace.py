@@ -1,66 +1,70 @@
 """Project workspaces: a git repository per project, checkpoints, restores and what changed.
 
-Every path that comes from a user or a model goes through :func:`core.paths.confine`; git runs
-through :func:`core.git.git`.
+Every touch of workspace content goes through :mod:`core.confined`; git runs
+through :class:`core.git.Repo`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from config import Settings
-from core.git import git
-from core.paths import is_within
+from core.git import Repo, UntrustedConfig
+from core.workspaces import repo_of
 from workflows.types.workspace import Checkpoint, CheckpointInput
 
 __all__ = [
     "WorkspaceActivities",
     "changed_files",
+    "refusing_untrusted_config",
     "checkpoint",
     "resolve_workspace",
     "restore",
 ]
 
 
-async def checkpoint(path: Path, message: str, since: str | None = None) -> Checkpoint:
+async def checkpoint(repo: Repo, message: str, since: str | None = None) -> Checkpoint:
     """Commit everything in the workspace (a no-op when nothing changed); what changed is reported
     relative to ``since`` (default: the previous commit)."""
-    before = since or (await git(path, "rev-parse", "HEAD")).strip()
-    await git(path, "add", "-A")
-    if (await git(path, "status", "--porcelain")).strip():
-        await git(path, "commit", "-q", "-m", message)
-    commit = (await git(path, "rev-parse", "HEAD")).strip()
-    stat = (
-        (await git(path, "diff", "--shortstat", before, commit)).strip() if commit != before else ""
-    )
-    files = await _diff_names(path, before, commit) if commit != before else []
+    before = since or (await repo.run("rev-parse", "HEAD")).strip()
+    await repo.run("add", "-A")
+    if (await repo.run("status", "--porcelain")).strip():
+        await repo.run("commit", "-q", "-m", message)
+    commit = (await repo.run("rev-parse", "HEAD")).strip()
+    stat = (await repo.diff("--shortstat", before, commit)).strip() if commit != before else ""
+    files = await _diff_names(repo, before, commit) if commit != before else []
     return Checkpoint(commit=commit, parent=before, diffstat=stat, changed_files=files)
 
 
-async def restore(path: Path, commit: str) -> None:
+async def restore(repo: Repo, commit: str) -> None:
     """Put the workspace back exactly at ``commit``: tracked files reset, untracked removed."""
-    await git(path, "reset", "-q", "--hard", commit)
-    await git(path, "clean", "-q", "-ffdx")
+    await repo.run("reset", "-q", "--hard", commit)
+    await repo.run("clean", "-q", "-ffdx")
 
 
-async def changed_files(path: Path, since: str) -> list[str]:
+async def changed_files(repo: Repo, since: str) -> list[str]:
     """Files added, modified or deleted since commit ``since``, including uncommitted work."""
-    # A throwaway index keeps the real one untouched while untracked files are included.
-    index = path / ".git" / "codexflow-scan.index"
+    # A throwaway index keeps the real one untouched while untracked files are included; its
+    # own name, so an attempt killed midway leaves no lock in the next one's way.
+    index = repo.git_dir / f"codexflow-scan-{uuid.uuid4().hex}.index"
     try:
-        await git(path, "read-tree", since, index=index)
-        await git(path, "add", "-A", index=index)
-        out = await git(path, "diff", "--cached", "--name-only", "--no-renames", since, index=index)
+        await repo.run("read-tree", since, index=index)
+        await repo.run("add", "-A", index=index)
+        out = await repo.diff("--cached", "--name-only", "--no-renames", since, index=index)
         return [line for line in out.splitlines() if line]
     finally:
         index.unlink(missing_ok=True)
+        Path(f"{index}.lock").unlink(missing_ok=True)
 
 
-async def _diff_names(path: Path, a: str, b: str) -> list[str]:
-    out = await git(path, "diff", "--name-only", "--no-renames", a, b)
+async def _diff_names(repo: Repo, a: str, b: str) -> list[str]:
+    out = await repo.diff("--name-only", "--no-renames", a, b)
     return [line for line in out.splitlines() if line]
 
 
@@ -70,29 +74,40 @@ class WorkspaceActivities:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def workspace(self, path: str) -> Path:
-        """The workspace at ``path``, or a non-retryable error when it is not a codexflow workspace."""
-        return resolve_workspace(self.settings, path)
-
     @activity.defn(name="checkpoint_workspace")
     async def checkpoint(self, input: CheckpointInput) -> Checkpoint:
-        return await checkpoint(self.workspace(input.workspace), input.message, input.since)
+        repo = resolve_workspace(self.settings, input.workspace)
+        with refusing_untrusted_config():
+            return await checkpoint(repo, input.message, input.since)
 
 
-def resolve_workspace(settings: Settings, path: str) -> Path:
+@contextlib.contextmanager
+def refusing_untrusted_config() -> Iterator[None]:
+    """A repository whose config could run a program fails the activity for good: retrying
+    would refuse again, and nothing of it was run."""
+    try:
+        yield
+    except UntrustedConfig as err:
+        raise ApplicationError(str(err), type="UntrustedRepository", non_retryable=True) from None
+
+
+def resolve_workspace(settings: Settings, path: str) -> Repo:
+    """The repository of the workspace at ``path``; a non-retryable error when it is not a
+    codexflow workspace under the workspaces root."""
     root = settings.workspace_root()
     workspace = Path(path).resolve()
-    if not is_within(root, workspace) or workspace == root:
+    if workspace.parent != root:
         raise ApplicationError(
-            f"workspace {path!r} is outside CODEXFLOW_WORKSPACES_ROOT ({root}); "
-            "create projects through codexflow or move the workspace under that root",
+            f"workspace {path!r} is not directly under CODEXFLOW_WORKSPACES_ROOT ({root}); "
+            "create projects through codexflow",
             type="WorkspaceNotAllowed",
             non_retryable=True,
         )
-    if not (workspace / ".git").is_dir():
+    repo = repo_of(settings, workspace)
+    if not repo.git_dir.is_dir() or not workspace.is_dir():
         raise ApplicationError(
-            f"workspace {path!r} is not a git repository; create it with codexflow first",
+            f"workspace {path!r} has no repository at {repo.git_dir}; create it with codexflow",
             type="WorkspaceNotAllowed",
             non_retryable=True,
         )
-    return workspace
+    return repo

@@ -14,8 +14,9 @@ from starlette.requests import HTTPConnection
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import require_token, require_token_or_query
+from api.guard import Guard
 from api.routes import agents, codex_tasks, events, files, health, projects, sessions, ws
-from api.state import ApiState, TemporalConnector, TemporalUnavailable
+from api.state import ApiState, StreamSlots, TemporalConnector, TemporalUnavailable
 from config import Settings, get_settings
 from observability.api_metrics import CONTENT_TYPE_LATEST, ApiMetrics, MetricsMiddleware
 from observability.logs import bind_log_ids
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             temporal=TemporalConnector(settings),
             events=events,
             hub=EventHub(events),
+            streams=StreamSlots(settings.max_streams),
         )
         try:
             yield
@@ -62,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_methods=["*"],
         allow_headers=["*"],
     )
+    # Before anything reads a body: host, origin, token and size (see api/guard.py).
+    app.add_middleware(Guard, settings=settings)
     # Outermost (added last): it sees every answer, CORS preflights and errors included.
     app.state.metrics = ApiMetrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field
 
 from core.vocabulary import Decision
 from workflows.types.pipeline import PipelineOptions
@@ -16,10 +17,37 @@ from workflows.types.review import AwaitingReview
 MAX_BIGINT = 2**63 - 1
 
 
+MAX_JSON_BYTES = 16 * 1024
+MAX_JSON_DEPTH = 8
+
+
+def _bounded(value: dict[str, Any]) -> dict[str, Any]:
+    """Stored JSON stays small and shallow: it is shown in every listing and, for options, goes
+    into a workflow's input (Temporal refuses payloads past 2 MB)."""
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if len(json.dumps(value, separators=(",", ":"))) > MAX_JSON_BYTES:
+        raise ValueError(f"larger than {MAX_JSON_BYTES} bytes as JSON")
+    return value
+
+
+def _depth(value: Any, level: int = 1) -> int:
+    if level > MAX_JSON_DEPTH:
+        return level  # deep enough to refuse: stop before the stack does
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level)
+    return level
+
+
+BoundedJson = Annotated[dict[str, Any], AfterValidator(_bounded)]
+
+
 class ProjectCreate(BaseModel):
     name: str = Field(min_length=1, max_length=255, examples=["calculator"])
     description: str | None = Field(default=None, max_length=10_000)
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: BoundedJson = Field(default_factory=dict)
 
 
 class ProjectResponse(BaseModel):

@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 from temporalio.client import Client
 
+from api.schemas import CodexCheck
 from config import Settings
 from core.temporal import connect
 from store.events import EventLog
 from store.hub import EventHub
 
-__all__ = ["ApiState", "TemporalConnector", "TemporalUnavailable", "api_state"]
+__all__ = [
+    "ApiState",
+    "Cached",
+    "StreamSlots",
+    "TemporalConnector",
+    "TemporalUnavailable",
+    "api_state",
+]
+
+T = TypeVar("T")
 
 
 class TemporalUnavailable(RuntimeError):
@@ -40,6 +54,40 @@ class TemporalConnector:
             return self._client
 
 
+class StreamSlots:
+    """A cap on concurrent SSE streams and WebSockets (``CODEXFLOW_MAX_STREAMS``)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+    def take(self) -> bool:
+        """Take a slot; False when all are taken (the caller answers 429 or closes)."""
+        if self.open >= self.limit:
+            return False
+        self.open += 1
+        return True
+
+    def give_back(self) -> None:
+        self.open -= 1
+
+
+class Cached(Generic[T]):
+    """The last answer of a slow check, kept ``ttl_s`` seconds; one check runs at a time."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._value: T | None = None
+        self._at = -math.inf
+        self._lock = asyncio.Lock()
+
+    async def get(self, check: Callable[[], Awaitable[T]]) -> T:
+        async with self._lock:
+            if self._value is None or time.monotonic() - self._at > self.ttl_s:
+                self._value, self._at = await check(), time.monotonic()
+            return self._value
+
+
 @dataclass(frozen=True)
 class ApiState:
     settings: Settings
@@ -47,6 +95,8 @@ class ApiState:
     temporal: TemporalConnector
     events: EventLog
     hub: EventHub  # one follower per followed session, fanned out to its subscribers
+    streams: StreamSlots
+    codex_check: Cached[CodexCheck] = field(default_factory=lambda: Cached(60.0))
 
 
 def api_state(connection: HTTPConnection) -> ApiState:

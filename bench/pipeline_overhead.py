@@ -23,7 +23,7 @@ from temporalio.client import Client  # noqa: E402
 from temporalio.openai_agents.testing import TestModelProvider  # noqa: E402
 
 from config import Settings  # noqa: E402
-from core.git import create_workspace  # noqa: E402
+from core.workspaces import create_workspace  # noqa: E402
 from devkit.agent_model import ScriptedAgentModel, pipeline_script  # noqa: E402
 from devkit.processes import scratch_settings, start_dev_server  # noqa: E402
 from worker import agents_plugin, build_worker  # noqa: E402
@@ -33,7 +33,7 @@ from workflows.types.pipeline import PipelineInput  # noqa: E402
 
 async def one_run(client: Client, settings: Settings) -> tuple[float, int, float]:
     workspace = settings.workspaces_root / uuid.uuid4().hex[:8]
-    await create_workspace(workspace)
+    await create_workspace(settings, workspace)
     session = uuid.uuid4().hex[:8]
     start = time.perf_counter()
     handle = await client.start_workflow(

@@ -23,14 +23,15 @@ def ui_link(settings: Settings, workflow_id: str) -> str:
 
 
 def resolve_task_workspace(settings: Settings, workspace: str) -> Path:
-    """A path, or a bare name under CODEXFLOW_WORKSPACES_ROOT; it must lie under that root."""
+    """A path, or a bare name, of a workspace directly under CODEXFLOW_WORKSPACES_ROOT."""
     root = settings.workspace_root()
     given = Path(workspace).expanduser()
     path = given if given.is_absolute() or given.exists() else root / given
     path = path.resolve()
-    if root not in path.parents:
+    if path.parent != root:
         raise typer.BadParameter(
-            f"{workspace} is outside CODEXFLOW_WORKSPACES_ROOT ({root}); give a name or a path under it",
+            f"{workspace} is not directly under CODEXFLOW_WORKSPACES_ROOT ({root}); "
+            "give a name or a path directly under it",
             param_hint="--workspace",
         )
     return path
@@ -39,13 +40,13 @@ def resolve_task_workspace(settings: Settings, workspace: str) -> Path:
 async def _run_task(
     settings: Settings, prompt: str, workspace: Path, wait: bool, **options: Any
 ) -> int:
-    from core.git import create_workspace
     from core.temporal import connect
+    from core.workspaces import create_workspace
     from workflows.codex_task import CodexTaskWorkflow
     from workflows.types.codex import CodexTaskRequest
 
     request = CodexTaskRequest(workspace=str(workspace), prompt=prompt, **options)
-    await create_workspace(workspace)
+    await create_workspace(settings, workspace)
     client = await connect(settings)
     workflow_id = f"codex-task-{uuid.uuid4().hex[:12]}"
     handle = await client.start_workflow(

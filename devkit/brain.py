@@ -46,6 +46,7 @@ __all__ = [
     "TEST_CALC_PY",
     "TEST_COMMAND",
     "UNKNOWN",
+    "codex_prompt",
     "count_by_role",
     "speaker_of",
 ]
@@ -307,8 +308,12 @@ def _tail(text: str, lines: int = 6) -> str:
 _CONTEXT_PREFIXES = ("<environment_context>", "# AGENTS.md instructions", "<user_instructions>")
 
 
+def codex_prompt(request: dict[str, Any]) -> tuple[str, list[str]]:
+    """Codex's latest user prompt in a request, and the outputs of the tool calls made since."""
+    return _codex_prompt(_items(request))
+
+
 def _codex_prompt(items: list[dict[str, Any]]) -> tuple[str, list[str]]:
-    """Codex's latest user prompt and the outputs of the tool calls made since."""
     prompt, start = "", 0
     for index, item in enumerate(items):
         if not _is_user_message(item):

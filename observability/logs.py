@@ -25,15 +25,16 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import unquote_plus
 
 from temporalio import activity, workflow
 
 from config import Settings
+from core.vocabulary import session_id_of
 
 __all__ = ["TEXT_FORMAT", "JsonFormatter", "bind_log_ids", "configure_logging", "log_ids"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-SESSION_WORKFLOW_PREFIX = "session-"  # pipeline workflow ids are ``session-<session id>``
 ID_FIELDS = ("session_id", "workflow_id", "run_id", "activity_type", "attempt")
 
 _OURS = "_codexflow_handler"
@@ -75,16 +76,25 @@ def log_ids(record: logging.LogRecord) -> dict[str, Any]:
     ids.update(_bound.get())
     ids.update({k: getattr(record, k) for k in ID_FIELDS if getattr(record, k, None) is not None})
     workflow_id = ids.get("workflow_id")
-    if (
-        not ids.get("session_id")
-        and isinstance(workflow_id, str)
-        and workflow_id.startswith(SESSION_WORKFLOW_PREFIX)
-    ):
-        ids["session_id"] = workflow_id.removeprefix(SESSION_WORKFLOW_PREFIX)
+    if not ids.get("session_id") and isinstance(workflow_id, str):
+        ids["session_id"] = session_id_of(workflow_id)
     return {k: ids[k] for k in ID_FIELDS if ids.get(k) is not None}
 
 
-_TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s\"']+")
+_QUERY_PARAMETER = re.compile(r"([?&])([^=&\s\"'#]+)=([^&\s\"'#]*)")
+
+
+def redact_query(text: str) -> str:
+    """``text`` with the value of every ``token`` query parameter masked, however its name is
+    spelt (``%74oken`` is decoded to ``token`` by the server, so it is masked too)."""
+
+    def mask(match: re.Match[str]) -> str:
+        separator, key, value = match.groups()
+        if unquote_plus(key).strip().casefold() == "token":
+            return f"{separator}{key}=***"
+        return match.group(0)
+
+    return _QUERY_PARAMETER.sub(mask, text)
 
 
 class RedactTokens(logging.Filter):
@@ -93,8 +103,10 @@ class RedactTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "token=" in message:
-            record.msg, record.args = _TOKEN_IN_URL.sub(r"\1***", message), None
+        if "=" in message:
+            redacted = redact_query(message)
+            if redacted != message:
+                record.msg, record.args = redacted, None
         return True
 
 

@@ -13,18 +13,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
 from activities.records import Recorder
 from config import Settings
-from core.git import create_workspace
+from core.workspaces import create_workspace
 from devkit.postgres import throwaway_postgres
 from devkit.processes import FAKE_CODEX, start_dev_server
 from store.db import make_engine
 from store.schema import upgrade
+from tests.helpers.api import TOKEN, client_of
 from worker import agents_plugin, build_worker, ensure_search_attributes
 
 os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
@@ -87,9 +90,22 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
+def api_settings(settings: Settings) -> Settings:
+    """The test settings with an API token (``tests.helpers.api.TOKEN``)."""
+    return settings.model_copy(update={"api_token": SecretStr(TOKEN)})
+
+
+@pytest.fixture
+async def api(api_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An authenticated client of the real app (lifespan included), in process."""
+    async with client_of(api_settings) as client:
+        yield client
+
+
+@pytest.fixture
 async def workspace(settings: Settings) -> Path:
     path = settings.workspaces_root / "project"
-    await create_workspace(path)
+    await create_workspace(settings, path)
     return path
 
 

@@ -57,7 +57,9 @@ async def test_task_runs_codex_and_prints_result(
 
 def test_task_rejects_bad_input(settings: Settings, tmp_path: Path) -> None:
     outside = codexflow(settings, "task", "do it", "--workspace", str(tmp_path))
-    assert outside.returncode == 2 and "outside CODEXFLOW_WORKSPACES_ROOT" in outside.stderr
+    assert (
+        outside.returncode == 2 and "not directly under CODEXFLOW_WORKSPACES_ROOT" in outside.stderr
+    )
     empty = codexflow(settings, "task", "  ", "--workspace", "x")
     assert empty.returncode == 2 and "prompt is empty" in empty.stderr
     sandbox = codexflow(settings, "task", "go", "--workspace", "x", "--sandbox", "yolo")

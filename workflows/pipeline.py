@@ -89,8 +89,8 @@ class PipelineWorkflow:
     async def run(self, input: PipelineInput) -> PipelineResult:
         workflow.upsert_search_attributes([search_attributes.PROJECT.value_set(input.project_id)])
         await self.journal.session_started(input)
-        self.head = (await self.checkpoint(f"codexflow: session {input.session_id} starts")).commit
         try:
+            await self.checkpoint(f"codexflow: session {input.session_id} starts")
             await self.run_stage(Role.PLANNER, PlanReport)
             qa = await self.build_and_verify()
             if qa.verdict == "FAIL":
@@ -304,26 +304,25 @@ class PipelineWorkflow:
 
     @workflow.signal
     def approve(self, signal: ReviewSignal) -> None:
-        self.review_by_signal(
-            Review(stage=signal.stage, decision=Decision.APPROVE, feedback=signal.feedback)
-        )
+        self.review_by_signal(signal, Decision.APPROVE)
 
     @workflow.signal
     def request_changes(self, signal: ReviewSignal) -> None:
-        self.review_by_signal(
-            Review(stage=signal.stage, decision=Decision.REQUEST_CHANGES, feedback=signal.feedback)
-        )
+        self.review_by_signal(signal, Decision.REQUEST_CHANGES)
 
     @workflow.signal
     def reject(self, signal: ReviewSignal) -> None:
-        self.review_by_signal(
-            Review(stage=signal.stage, decision=Decision.REJECT, feedback=signal.feedback)
-        )
+        self.review_by_signal(signal, Decision.REJECT)
 
-    def review_by_signal(self, review: Review) -> None:
+    def review_by_signal(self, signal: object, decision: Decision) -> None:
         # Signals cannot be refused to the sender: an unexpected one is logged and dropped.
+        # (One that failed validation, e.g. oversized feedback, arrives as a plain dict.)
+        if not isinstance(signal, ReviewSignal):
+            workflow.logger.warning("ignored %s signal: not a valid ReviewSignal", decision.value)
+            return
+        review = Review(stage=signal.stage, decision=decision, feedback=signal.feedback)
         if problem := self.review_problem(review):
-            workflow.logger.warning("ignored %s signal: %s", review.decision.value, problem)
+            workflow.logger.warning("ignored %s signal: %s", decision.value, problem)
             return
         self.review_received = review
 

@@ -62,12 +62,22 @@ async def session_events(
                 status.HTTP_400_BAD_REQUEST, "Last-Event-ID must be an event id"
             ) from None
 
+    if not state.streams.take():
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"{state.streams.limit} streams are open (CODEXFLOW_MAX_STREAMS); try again later",
+            headers={"Retry-After": "5"},
+        )
+
     async def body() -> AsyncIterator[str]:
-        async with contextlib.aclosing(
-            follow_target(state.hub, target, start, keepalive=KEEPALIVE_S)
-        ) as events:
-            async for event in events:
-                yield ": keepalive\n\n" if event is None else _sse(event)
+        try:
+            async with contextlib.aclosing(
+                follow_target(state.hub, target, start, keepalive=KEEPALIVE_S)
+            ) as events:
+                async for event in events:
+                    yield ": keepalive\n\n" if event is None else _sse(event)
+        finally:
+            state.streams.give_back()
 
     return StreamingResponse(
         body(),

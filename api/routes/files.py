@@ -1,32 +1,33 @@
 """Files: uploads into a project's workspace, listing, download, delete, and the workspace tree.
 
-Every user-supplied path goes through :func:`core.paths.confine`, and nothing may be
-written inside ``.git``. An upload streams to a temporary file next to its target (hashing and
-counting as it goes) and is moved into place with an atomic ``os.replace``: a failed upload leaves
-neither a partial file nor a row.
+The workspace is codex's to write, so every touch of it goes through ``core.confined``: no link is
+followed (a link's target is never written, read or deleted), nothing may be written inside
+``.git``. An upload streams to a temporary file next to its target (hashing and counting as it
+goes) and is renamed into place: a failed upload leaves neither a partial file nor a row.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import mimetypes
 import os
-import tempfile
+import stat
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, Annotated, Any
+from urllib.parse import quote
 from uuid import uuid4
 
 from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
-from fastapi.responses import FileResponse as FileDownload
+from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import DbDep, ProjectDep, SettingsDep
 from api.schemas import Deleted, FileResponse, FileTree, TreeEntry
-from core.paths import PathNotAllowed, confine
+from core.confined import ConfinedDir, PathNotAllowed, Staged, split_path
 from store.models import Project, ProjectFile, utcnow
 
 router = APIRouter(prefix="/api/files", tags=["Files"])
@@ -35,7 +36,6 @@ log = logging.getLogger("codexflow.api.files")
 
 CHUNK_BYTES = 1024 * 1024
 MAX_TREE_ENTRIES = 5000
-UPLOAD_PREFIX = ".codexflow-upload-"
 DELETE_PREFIX = ".codexflow-delete-"
 
 Responses = dict[int | str, dict[str, Any]]
@@ -55,50 +55,19 @@ class _TooLarge(Exception):
     pass
 
 
-def _is_git(name: str) -> bool:
-    return name.casefold() == ".git"
-
-
-def resolve_in_workspace(workspace: Path, relative: str) -> tuple[Path, str]:
-    """The absolute target and its canonical relative path; PathNotAllowed for the workspace root,
-    a path outside it (``..``, absolute, escaping symlink) or anything inside ``.git``."""
-    if relative.replace("\\", "/").endswith("/"):
-        raise PathNotAllowed(f"the path names a directory, not a file: {relative!r}")
-    target = confine(workspace, relative)
-    parts = target.relative_to(workspace.resolve()).parts
-    if not parts:
-        raise PathNotAllowed("the path names the workspace itself")
-    if any(map(_is_git, PurePosixPath(relative.replace("\\", "/")).parts + parts)):
-        raise PathNotAllowed(f"paths inside .git are not allowed: {relative!r}")
-    return target, PurePosixPath(*parts).as_posix()
-
-
 def _unprocessable(message: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
 
 
-def _make_parents(workspace: Path, directory: Path) -> list[Path]:
-    """Create ``directory`` and its missing ancestors; return those created, outermost first."""
-    missing: list[Path] = []
-    while directory != workspace and not directory.exists():
-        missing.append(directory)
-        directory = directory.parent
-    if not directory.is_dir():
-        raise _unprocessable(f"a parent of the path is not a directory: {directory.name}")
-    missing.reverse()
-    try:
-        for path in missing:
-            path.mkdir()
-    except (FileExistsError, NotADirectoryError) as err:
-        _remove_dirs(missing)
-        raise _unprocessable(f"a parent of the path is not a directory: {err.filename}") from None
-    return missing
-
-
-def _remove_dirs(created: list[Path]) -> None:
-    for path in reversed(created):
-        with contextlib.suppress(OSError):
-            path.rmdir()
+def canonical_path(relative: str) -> str:
+    """The '/'-separated path an upload names; PathNotAllowed for the workspace itself, a path
+    outside it (``..``, absolute), a directory name or anything inside ``.git``."""
+    if relative.replace("\\", "/").endswith("/"):
+        raise PathNotAllowed(f"the path names a directory, not a file: {relative!r}")
+    parts = split_path(relative, allow_git=False)
+    if not parts:
+        raise PathNotAllowed("the path names the workspace itself")
+    return "/".join(parts)
 
 
 def _copy(source: IO[bytes], out: IO[bytes], limit: int) -> tuple[int, str]:
@@ -111,16 +80,25 @@ def _copy(source: IO[bytes], out: IO[bytes], limit: int) -> tuple[int, str]:
             raise _TooLarge
         digest.update(chunk)
         out.write(chunk)
-    out.flush()
-    os.fsync(out.fileno())
     return size, digest.hexdigest()
 
 
-def _place(temporary: Path, target: Path) -> None:
-    """The atomic move into place, refused if the target's directory was swapped meanwhile."""
-    if target.parent.resolve() != target.parent:
-        raise PathNotAllowed(f"{target.parent} changed during the upload")
-    os.replace(temporary, target)
+def _stage(
+    files: ConfinedDir, file_path: str, source: IO[bytes], limit: int
+) -> tuple[Staged, int, str]:
+    """The upload written beside its target (not yet in place), with its size and sha256."""
+    staged = files.stage(file_path, allow_git=False)
+    try:
+        size, digest = _copy(source, staged.file, limit)
+    except BaseException:
+        staged.discard()
+        raise
+    return staged, size, digest
+
+
+def _place(staged: Staged) -> None:
+    """The atomic move into place (a link at the path is replaced, never written through)."""
+    staged.commit()
 
 
 def _too_large(limit: int) -> HTTPException:
@@ -148,46 +126,44 @@ async def upload_file(
 ) -> ProjectFile:
     """Upload (or replace) a file in the project's workspace: 201 for a new path, 200 when the
     path was known (its row is left unchanged when the content is the same)."""
-    workspace = Path(project.workspace_path)
+    files = ConfinedDir(Path(project.workspace_path))
     relative = path or file.filename
     if not relative:
         raise _unprocessable("the upload has no file name; give a path")
     try:
-        target, file_path = resolve_in_workspace(workspace, relative)
+        file_path = canonical_path(relative)
     except PathNotAllowed as err:
         raise _unprocessable(f"path not allowed: {err}") from None
-    if len(target.name.encode()) > 255 or len(file_path) > 1024:
-        raise _unprocessable("the path or file name is too long")
-    if target.is_dir():
+    if len(file_path) > 1024:
+        raise _unprocessable("the path is too long")
+    try:
+        existing = await run_in_threadpool(files.lstat, file_path)
+    except PathNotAllowed as err:
+        raise _unprocessable(f"path not allowed: {err}") from None
+    if existing is not None and stat.S_ISDIR(existing.st_mode):
         raise _unprocessable(f"{file_path!r} is a directory")
     limit = settings.max_upload_bytes
     if file.size is not None and file.size > limit:
         raise _too_large(limit)
-
-    created = _make_parents(workspace.resolve(), target.parent)
-    temporary: Path | None = None
     try:
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=UPLOAD_PREFIX, suffix=".part")
-        temporary = Path(name)
-        with os.fdopen(fd, "wb") as out:
-            size, digest = await run_in_threadpool(_copy, file.file, out, limit)
-        row = await _upsert(db, project, file, temporary, target, file_path, size, digest, response)
-    except BaseException as err:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
-        _remove_dirs(created)
-        if isinstance(err, _TooLarge):
-            raise _too_large(limit) from None
-        raise
-    return row
+        staged, size, digest = await run_in_threadpool(_stage, files, file_path, file.file, limit)
+    except _TooLarge:
+        raise _too_large(limit) from None
+    except (PathNotAllowed, NotADirectoryError) as err:
+        raise _unprocessable(f"path not allowed: {err}") from None
+    try:
+        return await _upsert(db, project, file, staged, file_path, size, digest, response)
+    except PathNotAllowed as err:
+        raise _unprocessable(f"path not allowed: {err}") from None
+    finally:
+        staged.discard()
 
 
 async def _upsert(
     db: DbDep,
     project: Project,
     file: UploadFile,
-    temporary: Path,
-    target: Path,
+    staged: Staged,
     file_path: str,
     size: int,
     digest: str,
@@ -202,13 +178,13 @@ async def _upsert(
     if row is not None and row.content_hash == digest:
         # Same content: the row stays as it is; the bytes are put back in case the workspace's
         # copy was edited or removed since.
-        _place(temporary, target)
+        _place(staged)
         return row
 
     values: dict[str, Any] = {
-        "filename": target.name,
+        "filename": PurePosixPath(file_path).name,
         "file_type": (
-            file.content_type or mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+            file.content_type or mimetypes.guess_type(file_path)[0] or "application/octet-stream"
         )[:255],
         "file_size": size,
         "content_hash": digest,
@@ -227,7 +203,7 @@ async def _upsert(
                 f"another upload created {file_path!r} at the same time; try again",
             ) from None
         try:
-            _place(temporary, target)
+            _place(staged)
         except Exception:
             await _compensate(db, row, None)
             raise
@@ -239,7 +215,7 @@ async def _upsert(
         setattr(row, key, value)
     await db.commit()
     try:
-        _place(temporary, target)
+        _place(staged)
     except Exception:
         await _compensate(db, row, previous)
         raise
@@ -280,93 +256,100 @@ async def get_file_or_404(db: DbDep, file_id: str) -> tuple[ProjectFile, Project
     return row, project
 
 
-def _on_disk(row: ProjectFile, project: Project) -> Path | None:
-    """The row's file in the workspace, or None when it is gone or no longer inside it."""
+def _on_disk(row: ProjectFile, project: Project) -> ConfinedDir | None:
+    """The workspace when the row's path still names a file or link in it, else None."""
+    files = ConfinedDir(Path(project.workspace_path))
     try:
-        path, _ = resolve_in_workspace(Path(project.workspace_path), row.file_path)
+        entry = files.lstat(row.file_path)
     except PathNotAllowed:
         return None
-    return path if path.is_file() else None
+    return files if entry is not None and not stat.S_ISDIR(entry.st_mode) else None
 
 
 @router.get(
     "/{file_id}/download",
-    response_class=FileDownload,
+    response_class=StreamingResponse,
     responses={**DOWNLOAD, **NOT_FOUND},
 )
-async def download_file(file_id: str, db: DbDep) -> FileDownload:
-    """The file's current bytes in the workspace, as an attachment."""
+async def download_file(file_id: str, db: DbDep) -> StreamingResponse:
+    """The file's current bytes in the workspace, as an attachment (a link is not followed)."""
     row, project = await get_file_or_404(db, file_id)
-    path = _on_disk(row, project)
-    if path is None:
+    try:
+        opened = await run_in_threadpool(
+            ConfinedDir(Path(project.workspace_path)).open_file, row.file_path
+        )
+    except (FileNotFoundError, PathNotAllowed):
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
             f"file {file_id} ({row.file_path}) is missing from the workspace",
-        )
-    return FileDownload(
-        path,
+        ) from None
+    size = os.fstat(opened.fileno()).st_size
+
+    def chunks() -> Iterator[bytes]:
+        with opened:
+            while chunk := opened.read(CHUNK_BYTES):
+                yield chunk
+
+    return StreamingResponse(
+        chunks(),
         media_type=row.file_type or "application/octet-stream",
-        filename=row.filename,
-        headers={"X-Content-Type-Options": "nosniff"},
+        headers={
+            "Content-Length": str(size),
+            "Content-Disposition": _attachment(row.filename),
+            "X-Content-Type-Options": "nosniff",
+        },
     )
+
+
+def _attachment(filename: str) -> str:
+    if filename.isascii() and filename.isprintable() and '"' not in filename:
+        return f'attachment; filename="{filename}"'
+    return f"attachment; filename*=utf-8''{quote(filename)}"
 
 
 @router.delete("/{file_id}", response_model=Deleted, responses=NOT_FOUND)
 async def delete_file(file_id: str, db: DbDep) -> Deleted:
-    """Remove the file from the workspace and its row (both or neither)."""
+    """Remove the file from the workspace and its row (both or neither); a link is removed, never
+    what it points to."""
     row, project = await get_file_or_404(db, file_id)
-    path = _on_disk(row, project)
+    files = _on_disk(row, project)
     # Moved aside first, so a failed commit can put it back.
-    aside = path.with_name(f"{DELETE_PREFIX}{uuid4().hex}") if path is not None else None
-    if path is not None and aside is not None:
-        os.replace(path, aside)
+    parent = PurePosixPath(row.file_path).parent
+    aside = (parent / f"{DELETE_PREFIX}{uuid4().hex}").as_posix()
+    if files is not None:
+        await run_in_threadpool(files.rename, row.file_path, aside)
     try:
         await db.delete(row)
         await db.commit()
     except BaseException:
-        if path is not None and aside is not None:
-            os.replace(aside, path)
+        if files is not None:
+            await run_in_threadpool(files.rename, aside, row.file_path)
         raise
-    if aside is not None:
-        aside.unlink(missing_ok=True)
+    if files is not None:
+        await run_in_threadpool(files.remove, aside)
     return Deleted(id=file_id)
 
 
 @router.get("/tree/{project_id}", response_model=FileTree, responses=NOT_FOUND)
 async def workspace_tree(project: ProjectDep) -> FileTree:
     """Everything in the workspace but .git (at most 5000 entries), depth first by name."""
-    workspace = Path(project.workspace_path).resolve()
+    workspace = Path(project.workspace_path)
     if not workspace.is_dir():
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"the workspace of project {project.id} is missing"
         )
-    entries, truncated = await run_in_threadpool(_walk, workspace, MAX_TREE_ENTRIES)
+    entries, truncated = await run_in_threadpool(_walk, ConfinedDir(workspace), MAX_TREE_ENTRIES)
     return FileTree(project_id=project.id, entries=entries, truncated=truncated)
 
 
-def _children(directory: str) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(directory) as it:
-            return sorted((e for e in it if not _is_git(e.name)), key=lambda e: e.name)
-    except OSError:
-        return []
-
-
-def _walk(root: Path, limit: int) -> tuple[list[TreeEntry], bool]:
-    """Depth first, symlinks listed but never followed; stops after ``limit`` entries."""
+def _walk(files: ConfinedDir, limit: int) -> tuple[list[TreeEntry], bool]:
+    """Depth first, links listed but never followed; stops after ``limit`` entries."""
     entries: list[TreeEntry] = []
-    stack = list(reversed(_children(str(root))))
-    while stack:
+    for entry in files.walk(".", skip=frozenset({".git"})):
+        if entry.path.split("/", 1)[0].casefold() == ".git":
+            continue
         if len(entries) >= limit:
             return entries, True
-        entry = stack.pop()
-        is_dir = entry.is_dir(follow_symlinks=False)
-        try:
-            size = None if is_dir else entry.stat(follow_symlinks=False).st_size
-        except OSError:
-            continue  # removed while walking
-        relative = Path(entry.path).relative_to(root).as_posix()
-        entries.append(TreeEntry(path=relative, is_dir=is_dir, size=size))
-        if is_dir:
-            stack.extend(reversed(_children(entry.path)))
+        size = None if entry.is_dir or entry.is_link else entry.size
+        entries.append(TreeEntry(path=entry.path, is_dir=entry.is_dir, size=size))
     return entries, False

@@ -19,9 +19,10 @@ router = APIRouter(tags=["Health"])
 
 @router.get("/api/health", response_model=Health)
 async def health(state: StateDep, db: DbDep, settings: SettingsDep) -> Health:
-    """Unauthenticated: reachability of the database and Temporal, and codex's version and auth."""
+    """Unauthenticated: reachability of the database and Temporal, and codex's version and auth
+    (checked at most once a minute: no caller can make the API start processes at will)."""
     database, temporal, codex = await asyncio.gather(
-        _database(db), _temporal(state), _codex(settings)
+        _database(db), _temporal(state), state.codex_check.get(lambda: _codex(settings))
     )
     ok = database.ok and temporal.ok and codex.ok
     return Health(

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from api.deps import DbDep, ProjectDep, SettingsDep
 from api.schemas import MAX_BIGINT, Deleted, ProjectCreate, ProjectList, ProjectResponse
-from core.git import create_workspace
+from core.workspaces import create_workspace
 from store.models import Project, new_id
 
 router = APIRouter(prefix="/api/projects", tags=["Projects"])
@@ -23,7 +23,7 @@ async def create_project(body: ProjectCreate, db: DbDep, settings: SettingsDep) 
     """Create a project and its workspace (a git repository with an initial commit)."""
     project_id = new_id()
     workspace = settings.workspace_root() / project_id
-    await create_workspace(workspace)
+    await create_workspace(settings, workspace)
     project = Project(
         id=project_id,
         name=body.name,

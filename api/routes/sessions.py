@@ -33,7 +33,7 @@ from api.schemas import (
 )
 from api.services import conflict_unless_running, send_review, start_session
 from config import Settings
-from core.git import GitError, git
+from core.git import GitError, UntrustedConfig
 from core.vocabulary import (
     FINISHED,
     EventKind,
@@ -41,6 +41,7 @@ from core.vocabulary import (
     session_workflow_id,
     temporal_ui_url,
 )
+from core.workspaces import repo_of
 from store.models import Conversation, Project, RunSession, SessionEvent, new_id
 from workflows.pipeline import PipelineWorkflow
 from workflows.types.review import Review
@@ -89,6 +90,11 @@ def _is_commit(value: object) -> bool:
 )
 async def create_session(body: SessionCreate, db: DbDep, state: StateDep) -> SessionResponse:
     """Create a session (status pending); with ``start`` true, start its workflow as well."""
+    if body.options is not None:
+        try:  # a run may tighten the operator's sandbox, never loosen it
+            state.settings.sandbox_for(body.options.codex_sandbox)
+        except ValueError as err:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(err)) from None
     await project_or_404(db, body.project_id)
     session_id = new_id()
     row = RunSession(
@@ -221,9 +227,10 @@ async def list_conversations(row: SessionDep, db: DbDep) -> list[Conversation]:
     response_model=ReviewAccepted,
     responses={**NOT_FOUND, **CONFLICT, **UNAVAILABLE},
 )
-async def review_session(body: Review, row: SessionDep, client: TemporalDep) -> ReviewAccepted:
+async def review_session(body: Review, row: SessionDep, state: StateDep) -> ReviewAccepted:
     """Approve, request changes to, or reject the stage the run waits on (the ``review`` update)."""
-    await send_review(client, row, body)
+    # Temporal is reached only once the body is valid: a bad review is a 422 whatever else holds.
+    await send_review(await state.temporal.get(), row, body)
     return ReviewAccepted(stage=body.stage, decision=body.decision)
 
 
@@ -258,6 +265,7 @@ async def cancel_session(row: SessionDep, client: TemporalDep) -> Cancelling:
 async def session_diff(
     row: SessionDep,
     db: DbDep,
+    settings: SettingsDep,
     stage: Annotated[str | None, Query(max_length=32)] = None,
     iteration: Annotated[int | None, Query(ge=1)] = None,
 ) -> PlainTextResponse:
@@ -281,9 +289,10 @@ async def session_diff(
     if project is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"project {row.project_id} not found")
     try:
-        text = await git(
-            Path(project.workspace_path), "diff", stages[0]["parent"], stages[-1]["commit"]
-        )
+        repo = repo_of(settings, Path(project.workspace_path))
+        text = await repo.diff(stages[0]["parent"], stages[-1]["commit"])
+    except UntrustedConfig as err:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the diff is refused: {err}") from None
     except (GitError, OSError) as err:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"the diff is unavailable: {err}") from None
     return PlainTextResponse(text, media_type="text/x-diff")

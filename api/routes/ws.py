@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
@@ -45,6 +45,7 @@ router = APIRouter(prefix="/ws", tags=["WebSockets"])
 
 UNAUTHORIZED = 4401
 NOT_FOUND = 4404
+TRY_AGAIN_LATER = 1013
 
 
 def _presented_token(websocket: WebSocket) -> str | None:
@@ -56,13 +57,25 @@ def _presented_token(websocket: WebSocket) -> str | None:
     return websocket.query_params.get("token")
 
 
-async def _accept_authorized(websocket: WebSocket) -> bool:
-    """Accept the socket; close it with 4401 (and answer False) without a valid token."""
-    authorized = token_matches(api_state(websocket).settings, _presented_token(websocket))
+@contextlib.asynccontextmanager
+async def _admitted(websocket: WebSocket) -> AsyncIterator[bool]:
+    """Accept the socket; close it at once (and yield False) with 4401 without a valid token, or
+    1013 (try again later) when every stream slot is taken."""
+    state = api_state(websocket)
+    authorized = token_matches(state.settings, _presented_token(websocket))
     await websocket.accept()
     if not authorized:
         await websocket.close(code=UNAUTHORIZED, reason="missing or invalid token")
-    return authorized
+        yield False
+        return
+    if not state.streams.take():
+        await websocket.close(code=TRY_AGAIN_LATER, reason="too many streams are open")
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        state.streams.give_back()
 
 
 class _Socket:
@@ -110,8 +123,12 @@ class _Socket:
 
 @router.websocket("/session/{session_id}")
 async def session_socket(websocket: WebSocket, session_id: str) -> None:
-    if not await _accept_authorized(websocket):
-        return
+    async with _admitted(websocket) as admitted:
+        if admitted:
+            await _serve_session(websocket, session_id)
+
+
+async def _serve_session(websocket: WebSocket, session_id: str) -> None:
     async with api_state(websocket).db() as db:
         known = await db.get(RunSession, session_id) is not None
     if not known:
@@ -215,8 +232,12 @@ async def _start_workflow(sock: _Socket, session_id: str) -> None:
 
 @router.websocket("/terminal/{task_id}")
 async def terminal_socket(websocket: WebSocket, task_id: str) -> None:
-    if not await _accept_authorized(websocket):
-        return
+    async with _admitted(websocket) as admitted:
+        if admitted:
+            await _serve_terminal(websocket, task_id)
+
+
+async def _serve_terminal(websocket: WebSocket, task_id: str) -> None:
     state = api_state(websocket)
     async with state.db() as db:
         task = await db.get(CodexTask, task_id)

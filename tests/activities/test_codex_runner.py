@@ -19,7 +19,8 @@ from activities.records import Recorder
 from activities.workspace import checkpoint
 from config import Settings
 from core.codex_cli import codex_env
-from tests.helpers.processes import alive, wait_for
+from core.workspaces import repo_of
+from tests.helpers.processes import alive, host_pid, wait_for
 from workflows.types.codex import CodexResult, CodexTaskInput
 
 
@@ -122,7 +123,7 @@ async def test_cancel_ends_the_process_group(
             break
         await asyncio.sleep(0.05)
     assert found
-    child = int(found.group(1))
+    child = host_pid(int(found.group(1)), workspace)
     codex_pid = next(b["pid"] for b in reversed(beats) if b["pid"])
     assert alive(child) and alive(codex_pid)
 
@@ -166,7 +167,7 @@ async def test_retry_restores_the_starting_checkpoint(
     settings: Settings, recorder: Recorder, workspace: Path
 ) -> None:
     (workspace / "log.txt").write_text("base\n")
-    base = (await checkpoint(workspace, "base")).commit
+    base = (await checkpoint(repo_of(settings, workspace), "base")).commit
     # What a crashed first attempt left behind: a half-done edit and a stray file.
     (workspace / "log.txt").write_text("base\nfirst attempt\n")
     (workspace / "stray.txt").write_text("half done")
@@ -218,7 +219,9 @@ def test_command_line_uses_custom_provider_and_sandbox(settings: Settings, works
     settings = settings.model_copy(
         update={"codex_base_url": "http://127.0.0.1:9/v1", "codex_api_key": SecretStr("k")}
     )
-    cmd = codex_command(settings, Path("/bin/codex"), task(workspace), workspace, Path("/tmp/o"))
+    cmd = codex_command(
+        settings, Path("/bin/codex"), task(workspace), workspace, Path("/tmp/o"), "workspace-write"
+    )
     assert cmd[1:3] == ["exec", "--json"]
     assert cmd[cmd.index("-s") + 1] == "workspace-write"
     assert any('base_url="http://127.0.0.1:9/v1"' in part for part in cmd)

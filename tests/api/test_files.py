@@ -62,10 +62,11 @@ def contents(workspace: Path) -> list[str]:
 
 
 def git_snapshot(workspace: Path) -> dict[str, bytes]:
+    """Every file of the workspace's git directory (outside the workspace)."""
+    git_dir = workspace.parent.parent / "repos" / f"{workspace.name}.git"
+    assert git_dir.is_dir()
     return {
-        p.relative_to(workspace).as_posix(): p.read_bytes()
-        for p in (workspace / ".git").rglob("*")
-        if p.is_file()
+        p.relative_to(git_dir).as_posix(): p.read_bytes() for p in git_dir.rglob("*") if p.is_file()
     }
 
 
@@ -257,7 +258,7 @@ async def test_a_failed_move_leaves_no_row_and_no_file(
     assert (await upload(api, project_id, b"v1", path="kept.txt")).status_code == 201
     [kept] = await rows(api, project_id)
 
-    def fail(temporary: Path, target: Path) -> None:
+    def fail(staged: object) -> None:
         raise OSError("disk on fire")
 
     monkeypatch.setattr(files_route, "_place", fail)

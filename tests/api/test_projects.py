@@ -17,7 +17,8 @@ async def test_create_get_list_and_soft_delete(api: httpx.AsyncClient, settings:
     assert created.status_code == 201, created.text
     project = created.json()
     workspace = Path(project["workspace_path"])
-    assert workspace.parent == settings.workspace_root() and (workspace / ".git").is_dir()
+    assert workspace.parent == settings.workspace_root() and (workspace / ".git").is_file()
+    assert (settings.repos_path() / f"{workspace.name}.git" / "HEAD").is_file()
     assert project["is_active"] and project["settings"] == {}
 
     assert (await api.get(f"/api/projects/{project['id']}")).json()["name"] == "calc"

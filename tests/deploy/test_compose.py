@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import SecretStr, ValidationError
 
 from config import Settings
 from tests.helpers.deploy import (
@@ -149,7 +150,7 @@ def test_the_stack_has_its_services_and_named_volumes(compose: dict[str, Any]) -
         "worker",
         "api",
     } <= set(compose["services"])
-    assert {"pgdata", "workspaces", "codex-home"} <= set(compose["volumes"])
+    assert {"pgdata", "workspaces", "repos", "codex-home"} <= set(compose["volumes"])
 
 
 def test_every_mounted_volume_is_declared_and_every_bind_source_exists(
@@ -269,7 +270,7 @@ def test_only_loopback_ports_are_published(services: dict[str, dict[str, Any]]) 
     assert {"api", "temporal-ui"} <= set(published)
 
 
-def test_worker_and_api_share_the_workspaces_and_codex_home(
+def test_worker_and_api_share_the_workspaces_repos_and_codex_home(
     services: dict[str, dict[str, Any]],
 ) -> None:
     for name in ("worker", "api"):
@@ -282,6 +283,28 @@ def test_worker_and_api_share_the_workspaces_and_codex_home(
         assert targets.get("codex-home") == env["CODEXFLOW_CODEX_HOME"], (
             f"{name}: the codex-home volume is not CODEXFLOW_CODEX_HOME"
         )
+        assert targets.get("repos") == env["CODEXFLOW_REPOS_ROOT"], name
+
+
+def test_the_worker_gets_exactly_what_bubblewrap_needs(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """No capability, no new privileges, AppArmor off (it forbids every mount), and a seccomp
+    profile that is Docker's blocklist minus the calls bubblewrap makes."""
+    worker = services["worker"]
+    assert (
+        worker["cap_drop"] == ["ALL"] and "cap_add" not in worker and not worker.get("privileged")
+    )
+    options = worker["security_opt"]
+    assert {"apparmor=unconfined", "no-new-privileges:true"} <= set(options)
+    [seccomp] = [o.removeprefix("seccomp=") for o in options if o.startswith("seccomp=")]
+    profile = json.loads((REPO / seccomp).read_text())
+    denied = {name for rule in profile["syscalls"] for name in rule["names"]}
+    assert profile["defaultAction"] == "SCMP_ACT_ALLOW"
+    assert all(rule["action"] == "SCMP_ACT_ERRNO" for rule in profile["syscalls"])
+    assert not denied & {"unshare", "setns", "mount", "umount2", "pivot_root", "clone", "clone3"}
+    assert {"kexec_load", "init_module", "bpf", "ptrace", "open_by_handle_at", "keyctl"} <= denied
+    assert "security_opt" not in services["api"]  # the API runs no codex: Docker's defaults
 
 
 def test_codexflow_reaches_the_stacks_temporal_and_postgres(
@@ -411,9 +434,13 @@ def test_env_examples_set_only_settings_that_validate(
     for name in names:
         monkeypatch.delenv(name, raising=False)
     for name, value in assignments.items():
-        if name in names:
+        if name in names and name != "CODEXFLOW_API_TOKEN":
             monkeypatch.setenv(name, value)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    # The example's placeholder token is refused: a copy left as it is cannot start.
+    placeholder = assignments["CODEXFLOW_API_TOKEN"]
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(_env_file=None, api_token=SecretStr(placeholder))  # type: ignore[call-arg]
     if "CODEXFLOW_CORS_ORIGINS" in assignments:
         assert settings.cors_origins == json.loads(assignments["CODEXFLOW_CORS_ORIGINS"])
 

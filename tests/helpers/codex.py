@@ -34,12 +34,16 @@ def run_real_codex(
         "--disable", "plugins", "-c", "analytics.enabled=false", prompt,
     ]  # fmt: skip
     home.mkdir(parents=True, exist_ok=True)
+    # Codex refuses to set up its sandbox's helpers when its home lies under TMPDIR (the tests'
+    # homes lie under /tmp), so its TMPDIR is a directory of its own.
+    tmp = home.parent / f"{home.name}-tmp"
+    tmp.mkdir(exist_ok=True)
     result = subprocess.run(
         command,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        env={**os.environ, "CODEX_HOME": str(home), "OPENAI_API_KEY": "dummy"},
+        env={**os.environ, "CODEX_HOME": str(home), "TMPDIR": str(tmp), "OPENAI_API_KEY": "dummy"},
         timeout=60,
     )
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]

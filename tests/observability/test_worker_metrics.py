@@ -16,8 +16,8 @@ from temporalio.openai_agents.testing import TestModelProvider
 from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
-from core.git import create_workspace
 from core.temporal import connect
+from core.workspaces import create_workspace
 from devkit.agent_model import ScriptedAgentModel, Turn, pipeline_script
 from devkit.processes import free_port
 from observability.metrics import worker_runtime
@@ -49,7 +49,7 @@ class Run:
     async def start(self, request: str) -> WorkflowHandle:
         session = uuid.uuid4().hex[:8]
         workspace = self.settings.workspaces_root / session
-        await create_workspace(workspace)
+        await create_workspace(self.settings, workspace)
         return await self.client.start_workflow(
             PipelineWorkflow.run,
             PipelineInput(

@@ -13,8 +13,8 @@ from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
-from core.git import git
 from devkit.processes import spawn_worker
+from tests.helpers.git import git
 from tests.helpers.processes import alive, codex_pid, wait_for
 from tests.helpers.temporal import temporal_address
 from workflows.codex_task import CodexTaskWorkflow
@@ -105,7 +105,7 @@ async def test_worker_killed_mid_task_resumes_without_stacking_edits(
         )
         log = workspace / "log.txt"
         await wait_for(lambda: log.exists(), within=30)
-        first_codex = int((workspace / "codex.pid").read_text())
+        first_codex = await codex_pid(workspace)
         first.send_signal(signal.SIGKILL)
         first.wait()
         # The dead worker's codex goes with it (parent-death signal), before anything restarts.

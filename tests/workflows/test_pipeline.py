@@ -15,11 +15,11 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError
 
 from activities.records import Recorder
-from core.git import git
 from core.vocabulary import Decision
 from crew.reports import BuildReport, PlanReport, QAReport, ReadinessReport
 from devkit.agent_model import AGENTS_MD, ScriptedAgentModel, pipeline_script
 from store.models import Conversation, RunSession
+from tests.helpers.git import git
 from tests.helpers.pipeline import Start, wait_for_review
 from tests.helpers.processes import alive, codex_pid
 from workflows.pipeline import PipelineWorkflow

@@ -174,12 +174,12 @@ async def test_review_timeout_fails_or_approves(
 
 async def record_history() -> None:
     """Regenerate the committed history: python -m tests.workflows.test_pipeline_durability"""
-    from core.git import create_workspace
+    from core.workspaces import create_workspace
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = await scratch_settings(Path(tmp))
         workspace = settings.workspaces_root / "project"
-        await create_workspace(workspace)
+        await create_workspace(settings, workspace)
         env = await start_dev_server()
         try:
             model = ScriptedAgentModel(pipeline_script(qa_failures=1))

@@ -27,7 +27,7 @@ class PipelineOptions(BaseModel):
     """How a pipeline run behaves; every field has a sensible default."""
 
     gates: list[Role] = Field(
-        default_factory=list, description="stages that wait for a human review"
+        default_factory=list, max_length=len(Role), description="stages that wait for a review"
     )
     max_repair_loops: int = Field(default=2, ge=0, le=10)
     agent_model: str = "gpt-5.5"
