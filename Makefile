@@ -78,6 +78,7 @@ bench: setup
 	$(BIN)/python bench/pipeline_overhead.py
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/api_load.py
+	$(BIN)/python bench/repo_scale.py
 
 clean:
 	rm -rf .venv node_modules .codexflow

@@ -34,9 +34,23 @@ class Settings(BaseSettings):
 
     # Storage
     workspaces_root: Path = STATE_DIR / "workspaces"
-    # Each project's git directory, kept outside its workspace (codex never writes it);
-    # default: `repos` beside the workspaces root.
+    # Each project's central repository (bare): its default branch and the branches of its
+    # sessions. Default: `repos` beside the workspaces root. Put it on durable, shared storage.
     repos_root: Path | None = None
+
+    # Repositories imported from elsewhere
+    # Directories local paths and file:// URLs may come from (none: local imports are refused).
+    local_repos: list[Path] = Field(default_factory=list)
+    # Credentials for private remotes, given to git only for fetches and pushes.
+    git_https_token: SecretStr | None = None
+    git_https_username: str = "x-access-token"
+    git_ssl_ca_file: Path | None = None  # a private CA's certificates, for https remotes
+    git_ssh_key: Path | None = None
+    git_ssh_known_hosts: Path | None = None  # unset: a host's key is accepted on first use
+    clone_timeout_s: float = Field(default=3600, gt=0)
+    # What an uploaded archive (.tar.gz, .zip) may expand to.
+    max_archive_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    max_archive_entries: int = Field(default=100_000, gt=0)
     database_url: str = f"sqlite+aiosqlite:///{STATE_DIR / 'codexflow.db'}"
 
     # Codex CLI

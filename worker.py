@@ -35,13 +35,20 @@ from store.schema import SchemaOutOfDate, check_schema
 from workflows.chat import AgentChatWorkflow
 from workflows.codex_task import CodexTaskWorkflow
 from workflows.pipeline import PipelineWorkflow
+from workflows.repository import DeliveryWorkflow, ImportProjectWorkflow
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 __all__ = ["WORKFLOWS", "agents_plugin", "build_worker", "ensure_search_attributes", "main"]
 
 log = logging.getLogger("codexflow.worker")
 
-WORKFLOWS = [PipelineWorkflow, CodexTaskWorkflow, AgentChatWorkflow]
+WORKFLOWS = [
+    PipelineWorkflow,
+    CodexTaskWorkflow,
+    AgentChatWorkflow,
+    ImportProjectWorkflow,
+    DeliveryWorkflow,
+]
 
 
 class _NoModelConfigured(ModelProvider):

@@ -39,7 +39,7 @@ from activities.codex_events import (
 from activities.records import Recorder
 from activities.sandbox import TaskBox, task_box
 from activities.workspace import (
-    changed_files,
+    Workspace,
     checkpoint,
     refusing_untrusted_config,
     resolve_workspace,
@@ -49,7 +49,7 @@ from config import Sandbox, Settings
 from core.children import die_with_parent
 from core.codex_cli import PROVIDER_KEY_ENV, codex_env, find_codex_binary
 from core.confined import ConfinedDir, PathNotAllowed
-from core.git import Repo
+from core.repos import ProjectRepos
 from core.vocabulary import CodexEventPayload, CodexTaskState, EventKind
 from observability import metrics
 from store.batcher import EventBatcher
@@ -112,27 +112,37 @@ class CodexRunner:
             sandbox = self.settings.sandbox_for(input.sandbox)
         except ValueError as err:
             raise ApplicationError(str(err), type="SandboxNotAllowed", non_retryable=True) from None
-        repo = resolve_workspace(self.settings, input.workspace)
+        workspace = resolve_workspace(self.settings, input.workspace)
         binary = find_codex_binary(self.settings)
         info = activity.info()
         previous = info.heartbeat_details[0] if info.heartbeat_details else {}
+        # The worktree is clean when a task starts (every writer commits): HEAD is where a retry
+        # comes back to, so that two attempts never stack their edits.
         base = input.base_commit or previous.get("base_commit")
         with refusing_untrusted_config():
             if base and info.attempt > 1:
-                await restore(repo, base)
-            if not base:
-                message = f"codexflow: before codex task {input.task_id}"
-                base = (await checkpoint(repo, message)).commit
+                await restore(workspace.repo, base)
+            base = base or (await workspace.repo.run("rev-parse", "HEAD")).strip()
             progress = _Progress(base_commit=base, attempt=info.attempt)
             activity.heartbeat(progress.details())
-            workspace = repo.work_tree or Path(input.workspace)
-            with task_box(self.settings, workspace, repo.git_dir) as box:
-                return await self._execute(input, repo, box, binary, sandbox, progress)
+            project = workspace.project_id or workspace.path.name
+            shown = self._shown_git(workspace)
+            with task_box(self.settings, workspace.path, shown, project) as box:
+                return await self._execute(input, workspace, box, binary, sandbox, progress)
+
+    def _shown_git(self, workspace: Workspace) -> tuple[Path, ...]:
+        """What of git codex may read (so that its `git status` works): a project worktree's
+        clone and the central objects it borrows, or a standalone workspace's git directory."""
+        if workspace.project_id is None:
+            return (workspace.repo.git_dir,)
+        repos = ProjectRepos(self.settings)
+        central = repos.central(workspace.project_id).git_dir / "objects"
+        return (repos.local(workspace.project_id).git_dir, central)
 
     async def _execute(
         self,
         input: CodexTaskInput,
-        repo: Repo,
+        workspace: Workspace,
         box: TaskBox,
         binary: Path,
         sandbox: Sandbox,
@@ -188,6 +198,13 @@ class CodexRunner:
 
         exit_code = proc.returncode if proc.returncode is not None else -1
         success = exit_code == 0 and not progress.failed
+        # What codex did is committed (and published): a failed attempt too, so that the next
+        # task starts clean (a retry restores its base anyway).
+        state = "" if success else " (failed)"
+        message = f"codexflow: codex task {input.task_id}{state}"
+        done = await _beating(
+            checkpoint(workspace, self.settings, message, since=progress.base_commit), progress
+        )
         error = progress.error or ("".join(stderr_tail)[-_STDERR_TAIL:].strip() or None)
         result = CodexResult(
             task_id=input.task_id,
@@ -196,7 +213,8 @@ class CodexRunner:
             success=success,
             final_message=final or progress.last_message,
             error=None if success else error,
-            changed_files=await _beating(changed_files(repo, progress.base_commit), progress),
+            changed_files=done.changed_files,
+            commit=done.commit,
             usage=progress.usage,
             duration_s=round(time.monotonic() - started, 3),
             thread_id=progress.thread_id,

@@ -10,6 +10,7 @@ once, not once per attempt.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -23,6 +24,7 @@ from core.vocabulary import (
     CodexStarted,
     CodexTaskState,
     EventKind,
+    ProjectStatus,
     SessionStarted,
     SessionStatus,
     StageStarted,
@@ -33,7 +35,13 @@ from store.db import make_sessionmaker
 from store.events import EventLog, NewEvent
 from store.models import CodexTask, Conversation, Message, Project, RunSession, utcnow
 from workflows.types.codex import CodexResult, CodexTaskInput
-from workflows.types.records import ConversationRecord, SessionPatch, SessionStart
+from workflows.types.records import (
+    ConversationRecord,
+    ProjectImported,
+    SessionPatch,
+    SessionStart,
+)
+from workflows.types.repository import Delivery
 
 __all__ = ["Recorder", "RecordActivities"]
 
@@ -41,9 +49,10 @@ __all__ = ["Recorder", "RecordActivities"]
 class Recorder:
     """Database writes shared by the record activities and the codex runner."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, repos_root: Path | None = None) -> None:
         self.db = make_sessionmaker(engine)
         self.events = EventLog(engine)
+        self.repos_root = repos_root  # where projects made here keep their central repository
 
     async def _append(self, db: AsyncSession, events: Sequence[NewEvent]) -> None:
         """Append in ``db``'s transaction, so the event exists exactly when the change does."""
@@ -56,8 +65,9 @@ class Recorder:
         started = False
         async with self.db.begin() as db:
             if await db.get(Project, start.project_id) is None:
+                central = (self.repos_root or Path("repos")) / f"{start.project_id}.git"
                 db.add(Project(id=start.project_id, name=start.project_id,
-                               workspace_path=start.workspace))  # fmt: skip
+                               workspace_path=str(central)))  # fmt: skip
                 await db.flush()
             row = await db.get(RunSession, start.session_id)
             if row is None:
@@ -92,6 +102,10 @@ class Recorder:
                     "outcome",
                     "error",
                     "usage",
+                    "branch",
+                    "base_commit",
+                    "head_commit",
+                    "worktree",
                 }  # fmt: skip
             ).items()
             if v is not None
@@ -114,6 +128,51 @@ class Recorder:
                     db, [NewEvent(patch.session_id, patch.event, patch.event_payload)]
                 )
         return new_status
+
+    # --- projects and deliveries ------------------------------------------------------------------
+
+    async def project_imported(self, imported: ProjectImported) -> bool:
+        """Mark the project ready or failed; True when this call changed it."""
+        async with self.db.begin() as db:
+            row = await db.get(Project, imported.project_id, with_for_update=True)
+            if row is None or row.status != ProjectStatus.IMPORTING:
+                return False
+            if imported.error is None:
+                row.status, row.default_branch = (
+                    ProjectStatus.READY,
+                    imported.default_branch or "main",
+                )
+            else:
+                row.status, row.error = ProjectStatus.FAILED, imported.error
+            row.import_progress = None
+        return True
+
+    async def project_progress(self, project_id: str, progress: str) -> None:
+        """git's progress on a project's import, shown with the project while it runs."""
+        async with self.db.begin() as db:
+            await db.execute(
+                update(Project)
+                .where(Project.id == project_id, Project.status == ProjectStatus.IMPORTING)
+                .values(import_progress=progress[:255])
+            )
+
+    async def project_origin(self, project_id: str) -> str | None:
+        async with self.db() as db:
+            row = await db.get(Project, project_id)
+        return (row.repository or {}).get("url") if row is not None else None
+
+    async def project_default_branch(self, project_id: str) -> str | None:
+        async with self.db() as db:
+            row = await db.get(Project, project_id)
+        return row.default_branch if row is not None else None
+
+    async def session_delivered(self, session_id: str, delivery: Delivery) -> None:
+        async with self.db.begin() as db:
+            await db.execute(
+                update(RunSession)
+                .where(RunSession.id == session_id)
+                .values(delivery=delivery.model_dump(mode="json"))
+            )
 
     # --- conversations ---------------------------------------------------------------------------
 
@@ -147,6 +206,12 @@ class Recorder:
                                    message_metadata=message.metadata))  # fmt: skip
             await db.flush()
             payload = started.model_dump(mode="json") | record.event_payload
+            if record.status is StageStatus.COMPLETED and payload.get("commit"):
+                await db.execute(
+                    update(RunSession)
+                    .where(RunSession.id == record.session_id)
+                    .values(head_commit=payload["commit"])
+                )
             await self._append(
                 db, [NewEvent(record.session_id, _STAGE_END[record.status], payload)]
             )
@@ -244,6 +309,13 @@ class RecordActivities:
                 patch.session_id,
                 status,
                 f": {patch.outcome}" if patch.outcome else "",
+            )
+
+    @activity.defn(name="record_project_import")
+    async def project_import(self, imported: ProjectImported) -> None:
+        if await self.recorder.project_imported(imported):
+            activity.logger.info(
+                "project %s imported: %s", imported.project_id, imported.error or "ready"
             )
 
     @activity.defn(name="record_conversation")

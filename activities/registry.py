@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.codex import CodexRunner
 from activities.records import RecordActivities, Recorder
+from activities.repositories import RepositoryActivities
 from activities.tools import AgentTools
 from activities.workspace import WorkspaceActivities
 from config import Settings
@@ -18,12 +19,13 @@ __all__ = ["worker_activities"]
 
 def worker_activities(settings: Settings, engine: AsyncEngine) -> list[Callable[..., Any]]:
     """The ``@activity.defn`` methods of each activity class, bound to one instance each."""
-    recorder = Recorder(engine)
+    recorder = Recorder(engine, settings.repos_path())
     instances = (
         CodexRunner(settings, recorder),
         WorkspaceActivities(settings),
         AgentTools(settings),
         RecordActivities(recorder),
+        RepositoryActivities(settings, recorder),
     )
     return [
         getattr(instance, name)

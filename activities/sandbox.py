@@ -9,7 +9,7 @@ outside) that holds:
 
 - the system's directories read-only (``/usr``, ``/etc`` with its secrets masked, ``/lib``…),
   plus any ``CODEXFLOW_CODEX_READ_ONLY_PATHS``;
-- its own workspace, read-write, and the project's git directory read-only (at their own paths);
+- its own workspace, read-write, and the project's git data read-only (at their own paths);
 - a private ``/tmp`` (also its ``HOME`` and ``TMPDIR``), removed when the task ends;
 - its project's own codex home at ``/codex-home`` (the operator's credentials copied in);
 - the codex binary.
@@ -39,9 +39,9 @@ _SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _OPTIONAL_DIRS = ("/run/systemd/resolve",)  # where /etc/resolv.conf may point
 
 
-def codex_home_of(settings: Settings, workspace: Path) -> Path:
-    """The project's own codex home (its transcripts, its copy of the credentials)."""
-    return settings.codex_home.resolve() / "projects" / workspace.name
+def codex_home_of(settings: Settings, project: str) -> Path:
+    """A project's own codex home (its transcripts, its copy of the credentials)."""
+    return settings.codex_home.resolve() / "projects" / project
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class TaskBox:
     """Where one codex task runs, and how codex's paths look from inside."""
 
     workspace: Path
-    git_dir: Path
+    git_paths: tuple[Path, ...]  # shown read-only: codex's `git status` works, its writes fail
     codex_home: Path  # on the host
     tmp: Path  # on the host: the task's private /tmp
     isolated: bool
@@ -93,29 +93,32 @@ class TaskBox:
                 args += ["--tmpfs", str(hidden)]
             elif hidden.exists():
                 args += ["--ro-bind", os.devnull, str(hidden)]
-        for extra in (*_OPTIONAL_DIRS, *map(str, settings.codex_read_only_paths)):
+        for extra in [*_OPTIONAL_DIRS, *map(str, settings.codex_read_only_paths)]:
             args += ["--ro-bind-try", extra, extra]
         args += ["--dev", "/dev", "--proc", "/proc", "--bind", str(self.tmp), "/tmp"]
         args += ["--bind", str(self.workspace), str(self.workspace)]
-        args += ["--ro-bind", str(self.git_dir), str(self.git_dir)]
+        for shown in self.git_paths:
+            args += ["--ro-bind", str(shown), str(shown)]
         args += ["--bind", str(self.codex_home), INSIDE_CODEX_HOME]
         # The native binary's package (bin/ beside its bundled resources), or the file alone.
-        shown = binary.parent.parent if binary.parent.name == "bin" else binary
-        args += ["--ro-bind", str(shown), str(shown), "--chdir", str(self.workspace), "--"]
+        package = binary.parent.parent if binary.parent.name == "bin" else binary
+        args += ["--ro-bind", str(package), str(package), "--chdir", str(self.workspace), "--"]
         return [*args, *command]
 
 
 @contextlib.contextmanager
-def task_box(settings: Settings, workspace: Path, git_dir: Path) -> Iterator[TaskBox]:
-    """The sandbox of one task: its private tmp made (and removed afterwards), its project's
-    codex home ready with the operator's credentials."""
-    home = codex_home_of(settings, workspace)
+def task_box(
+    settings: Settings, workspace: Path, git_paths: tuple[Path, ...], project: str
+) -> Iterator[TaskBox]:
+    """The sandbox of one task: its private tmp made (and removed afterwards), the codex home of
+    its ``project`` ready with the operator's credentials."""
+    home = codex_home_of(settings, project)
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     _copy_credentials(settings.codex_home.resolve(), home)
     with tempfile.TemporaryDirectory(prefix="codexflow-task-") as tmp:
         yield TaskBox(
             workspace=workspace,
-            git_dir=git_dir,
+            git_paths=git_paths,
             codex_home=home,
             tmp=Path(tmp),
             isolated=settings.codex_isolation == "bwrap",

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field
 
-from core.vocabulary import Decision
+from core.vocabulary import Decision, ProjectStatus
 from workflows.types.pipeline import PipelineOptions
+from workflows.types.repository import Delivery, RepositorySpec
 from workflows.types.review import AwaitingReview
 
 # The largest offset or id a query parameter may carry: a BIGINT (and SQLite's INTEGER) holds no
@@ -48,6 +49,11 @@ class ProjectCreate(BaseModel):
     name: str = Field(min_length=1, max_length=255, examples=["calculator"])
     description: str | None = Field(default=None, max_length=10_000)
     settings: BoundedJson = Field(default_factory=dict)
+    repository: RepositorySpec | None = Field(
+        default=None,
+        description="import this repository (the project is `importing` until it "
+        "is cloned); without it the project starts empty",
+    )
 
 
 class ProjectResponse(BaseModel):
@@ -56,11 +62,21 @@ class ProjectResponse(BaseModel):
     id: str
     name: str
     description: str | None
-    workspace_path: str
+    workspace_path: str = Field(
+        description="the project's central git repository (bare): its default branch holds the "
+        "uploads, each session works on a branch of it in a worktree of its own"
+    )
     created_at: datetime
     updated_at: datetime
     is_active: bool
     settings: dict[str, Any]
+    status: ProjectStatus = Field(description="importing, ready, or failed (see error)")
+    error: str | None = None
+    import_progress: str | None = Field(
+        default=None, description="while importing: git's progress, e.g. 'Receiving objects 42%'"
+    )
+    repository: RepositorySpec | None = None
+    default_branch: str
 
 
 class ProjectList(BaseModel):
@@ -111,15 +127,24 @@ class FileResponse(BaseModel):
 
 
 class TreeEntry(BaseModel):
-    path: str = Field(description="relative to the project's workspace, '/'-separated")
+    path: str = Field(description="in the repository, '/'-separated")
     is_dir: bool
     size: int | None = Field(default=None, description="bytes; none for directories")
 
 
 class FileTree(BaseModel):
     project_id: str
-    entries: list[TreeEntry] = Field(description="depth first, sorted by name; .git is left out")
-    truncated: bool = Field(description="true when the workspace has more entries than returned")
+    ref: str = Field(description="the branch listed: the project's default branch")
+    entries: list[TreeEntry] = Field(description="depth first, sorted by name")
+    truncated: bool = Field(description="true when the tree has more entries than returned")
+
+
+class ArchiveUnpacked(BaseModel):
+    """An archive unpacked onto the project's default branch."""
+
+    project_id: str
+    files: int = Field(description="files written")
+    commit: str
 
 
 # --- sessions and codex tasks -------------------------------------------------------------------
@@ -170,6 +195,11 @@ class SessionResponse(BaseModel):
     error: str | None
     usage: dict[str, Any]
     started_at: datetime | None = None
+    branch: str | None = Field(default=None, examples=["codexflow/0b9c…"])
+    base_commit: str | None = Field(default=None, description="where the branch starts")
+    head_commit: str | None = Field(default=None, description="its latest checkpoint")
+    worktree: str | None = Field(default=None, description="where the session works")
+    delivery: Delivery | None = Field(default=None, description="the last push of its branch")
     temporal_ui_url: str | None = None
     live: LiveStatus | None = Field(
         default=None, description="the workflow's status query, while it runs"
@@ -217,6 +247,12 @@ class ReviewAccepted(BaseModel):
     accepted: bool = True
     stage: str = Field(examples=["planner"])
     decision: Decision
+
+
+class PushRequest(BaseModel):
+    remote_branch: str | None = Field(
+        default=None, max_length=255, description="default: the session's branch name"
+    )
 
 
 class Cancelling(BaseModel):

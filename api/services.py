@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import HTTPException, status
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -25,15 +31,101 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import project_or_404
 from api.state import ApiState
-from core.vocabulary import Role, SessionStatus, chat_workflow_id
-from store.models import RunSession
+from core.archives import ArchiveRefused, unpack
+from core.repos import ProjectRepos
+from core.vocabulary import ProjectStatus, Role, SessionStatus, chat_workflow_id
+from store.models import Project, RunSession
 from workflows.chat import AgentChatWorkflow
 from workflows.pipeline import PipelineWorkflow
 from workflows.types.chat import ChatInput, ChatMessage, ChatReply
 from workflows.types.pipeline import PipelineInput, PipelineOptions
 from workflows.types.review import AwaitingReview, Review
 
-__all__ = ["conflict_unless_running", "role_or_404", "send_chat", "send_review", "start_session"]
+__all__ = [
+    "Received",
+    "UploadTooLarge",
+    "conflict_unless_running",
+    "project_ready_or_409",
+    "received_upload",
+    "role_or_404",
+    "send_chat",
+    "send_review",
+    "start_session",
+    "unpack_onto_default_branch",
+]
+
+CHUNK_BYTES = 1024 * 1024
+
+
+class UploadTooLarge(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Received:
+    """An upload in a private temporary file (the caller removes it), its size and sha256."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+async def received_upload(upload: UploadFile, limit: int) -> Received:
+    """The upload copied to a private temporary file, counted and hashed as it goes:
+    UploadTooLarge as soon as it passes ``limit`` (nothing more is read)."""
+    fd, name = tempfile.mkstemp(prefix="codexflow-upload-")
+    path, digest, size = Path(name), hashlib.sha256(), 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := await upload.read(CHUNK_BYTES):
+                size += len(chunk)
+                if size > limit:
+                    raise UploadTooLarge(
+                        f"the upload exceeds the limit of {limit} bytes (CODEXFLOW_MAX_UPLOAD_BYTES)"
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return Received(path, size, digest.hexdigest())
+
+
+async def unpack_onto_default_branch(
+    state: ApiState, project: Project, archive: Path
+) -> tuple[int, str]:
+    """Unpack an archive and commit its files onto the project's default branch (added over
+    what is there); the number of files and the commit. 422 for an archive that is refused."""
+    settings = state.settings
+    with tempfile.TemporaryDirectory(prefix="codexflow-archive-") as tmp:
+        try:
+            files = await asyncio.to_thread(
+                unpack, archive, Path(tmp),
+                max_bytes=settings.max_archive_bytes, max_entries=settings.max_archive_entries,
+            )  # fmt: skip
+        except ArchiveRefused as err:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"archive refused: {err}"
+            ) from None
+        commit = await ProjectRepos(settings).commit_files(
+            project.id, project.default_branch or "main", "codexflow: archive unpacked",
+            directory=Path(tmp),
+        )  # fmt: skip
+    return files, commit
+
+
+def project_ready_or_409(project: Project) -> None:
+    """Sessions and uploads need the project's repository: 409 while it is imported, or if the
+    import failed."""
+    if project.status == ProjectStatus.IMPORTING:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"project {project.id} is still importing its repository"
+        )
+    if project.status == ProjectStatus.FAILED:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"project {project.id} failed to import: {project.error}"
+        )
+
 
 log = logging.getLogger("codexflow.api")
 
@@ -44,6 +136,7 @@ async def start_session(state: ApiState, db: AsyncSession, row: RunSession) -> N
     if row.status != SessionStatus.PENDING or row.started_at is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"session {row.id} was already started")
     project = await project_or_404(db, row.project_id, active_only=False)
+    project_ready_or_409(project)
     settings = state.settings
     options = PipelineOptions.model_validate({"agent_model": settings.agent_model, **row.options})
     client = await state.temporal.get()
@@ -53,7 +146,6 @@ async def start_session(state: ApiState, db: AsyncSession, row: RunSession) -> N
             PipelineInput(
                 session_id=row.id,
                 project_id=row.project_id,
-                workspace=project.workspace_path,
                 user_request=row.user_request,
                 options=options,
             ),
@@ -116,7 +208,7 @@ async def send_chat(state: ApiState, project_id: str, agent_role: str, message: 
     """
     role = role_or_404(agent_role)
     async with state.db() as db:
-        workspace = (await project_or_404(db, project_id)).workspace_path
+        project_ready_or_409(await project_or_404(db, project_id))
     settings = state.settings
     client = await state.temporal.get()
 
@@ -126,7 +218,6 @@ async def send_chat(state: ApiState, project_id: str, agent_role: str, message: 
             ChatInput(
                 project_id=project_id,
                 role=role,
-                workspace=workspace,
                 agent_model=settings.agent_model,
             ),
             id=chat_workflow_id(project_id, role),

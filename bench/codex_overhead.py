@@ -50,7 +50,7 @@ async def direct(settings: Settings, workspace: Path, n: int, isolated: bool) ->
     for i in range(n):
         task = CodexTaskInput(task_id=f"direct-{i}", workspace=str(workspace), prompt=PROMPT)
         start = time.perf_counter()
-        with task_box(settings, workspace, git_dir) as box:
+        with task_box(settings, workspace, (git_dir,), workspace.name) as box:
             last = box.inside_tmp / "last.txt"
             cmd = codex_command(settings, binary, task, workspace, last, settings.codex_sandbox)
             proc = await asyncio.create_subprocess_exec(

@@ -23,7 +23,7 @@ from temporalio.client import Client  # noqa: E402
 from temporalio.openai_agents.testing import TestModelProvider  # noqa: E402
 
 from config import Settings  # noqa: E402
-from core.workspaces import create_workspace  # noqa: E402
+from core.repos import ProjectRepos  # noqa: E402
 from devkit.agent_model import ScriptedAgentModel, pipeline_script  # noqa: E402
 from devkit.processes import scratch_settings, start_dev_server  # noqa: E402
 from worker import agents_plugin, build_worker  # noqa: E402
@@ -32,16 +32,15 @@ from workflows.types.pipeline import PipelineInput  # noqa: E402
 
 
 async def one_run(client: Client, settings: Settings) -> tuple[float, int, float]:
-    workspace = settings.workspaces_root / uuid.uuid4().hex[:8]
-    await create_workspace(settings, workspace)
+    project = uuid.uuid4().hex[:8]
+    await ProjectRepos(settings).create(project)
     session = uuid.uuid4().hex[:8]
     start = time.perf_counter()
     handle = await client.start_workflow(
         PipelineWorkflow.run,
         PipelineInput(
             session_id=session,
-            project_id="bench",
-            workspace=str(workspace),
+            project_id=project,
             user_request="Build a calculator.",
         ),  # fmt: skip
         id=f"session-{session}",

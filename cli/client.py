@@ -66,14 +66,40 @@ class ApiClient:
             else answer.text
         )
 
-    def project_named(self, name: str, create: bool = True) -> dict[str, Any]:
-        """The active project called ``name``; created when there is none and ``create`` is set."""
+    def project_named(
+        self, name: str, create: bool = True, repository: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The active project called ``name``; created when there is none and ``create`` is set
+        (empty, or importing ``repository``)."""
         found = self.request("GET", "/api/projects/", params={"name": name, "limit": 1})
         if found["projects"]:
             return found["projects"][0]
         if not create:
             raise ApiError(f"no project named {name!r}", 404)
-        return self.request("POST", "/api/projects/", json={"name": name})
+        body: dict[str, Any] = {"name": name} | ({"repository": repository} if repository else {})
+        return self.request("POST", "/api/projects/", json=body)
+
+    def wait_until_imported(
+        self,
+        project_id: str,
+        progress: Callable[[str], None] = lambda _: None,
+        timeout: float = 3600,
+    ) -> dict[str, Any]:
+        """The project once its repository is imported (``progress`` is told git's progress as it
+        changes); ApiError if the import failed."""
+        deadline, shown = time.monotonic() + timeout, None
+        while True:
+            project = self.request("GET", f"/api/projects/{project_id}")
+            if (now := project.get("import_progress")) and now != shown:
+                progress(now)
+                shown = now
+            if project["status"] == "ready":
+                return project
+            if project["status"] == "failed":
+                raise ApiError(f"the import failed: {project.get('error')}")
+            if time.monotonic() > deadline:
+                raise ApiError(f"project {project_id} is still importing after {timeout:g}s")
+            time.sleep(0.5)
 
     def start_session(
         self, project_id: str, request: str, options: dict[str, Any]

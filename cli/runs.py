@@ -31,6 +31,11 @@ def _api() -> Iterator[ApiClient]:
         raise typer.Exit(1) from None
 
 
+def _name_of(repo: str) -> str:
+    """A project name from a repository's URL or path: its last component, without .git."""
+    return repo.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
+
+
 def _gates(value: str | None) -> list[str]:
     gates = [g.strip() for g in (value or "").split(",") if g.strip()]
     if unknown := [g for g in gates if g not in Role.__members__.values()]:
@@ -78,6 +83,10 @@ def _follow(api: ApiClient, session_id: str, interactive: bool) -> int:
     session = api.session(session_id)
     if session.get("final_summary"):
         typer.echo(session["final_summary"])
+    if session.get("branch"):
+        typer.echo(f"branch: {session['branch']} (worktree {session.get('worktree')})")
+    if delivery := session.get("delivery"):
+        typer.echo(f"pushed: {delivery['branch']} to {delivery['remote']}")
     typer.echo(f"Temporal UI: {session.get('temporal_ui_url')}")
     approved = (
         session["status"] == SessionStatus.COMPLETED and session["outcome"] == Outcome.APPROVED
@@ -88,7 +97,9 @@ def _follow(api: ApiClient, session_id: str, interactive: bool) -> int:
 @app.command()
 def run(
     request: Annotated[str, typer.Argument(help="the change you want, in plain words")],
-    project: Annotated[str, typer.Option(help="project name; created if there is none")],
+    project: Annotated[
+        str, typer.Option(help="project name; created if there is none (default: the repo's name)")
+    ] = "",
     gate: Annotated[
         str | None, typer.Option(help="stages that wait for your review, e.g. planner,builder")
     ] = None,
@@ -99,17 +110,43 @@ def run(
         bool | None,
         typer.Option("--ask/--no-ask", help="ask for reviews here (default: in a terminal)"),
     ] = None,
+    repo: Annotated[
+        str | None,
+        typer.Option(help="import this repository (URL or path) as the project, if it is new"),
+    ] = None,
+    ref: Annotated[str | None, typer.Option(help="the branch or tag to start from")] = None,
+    deliver: Annotated[
+        bool, typer.Option("--push/--no-push", help="push the branch to the origin when approved")
+    ] = False,
 ) -> None:
     """Start a session through the API (Planner → Builder → QA → ProdReady) and follow it."""
     if not request.strip():
         raise typer.BadParameter("the request is empty", param_hint="REQUEST")
+    project = project or (_name_of(repo) if repo else "")
     if not project.strip():
-        raise typer.BadParameter("the project name is empty", param_hint="--project")
+        raise typer.BadParameter("give --project NAME (or --repo)", param_hint="--project")
     gates = _gates(gate)
+    options: dict[str, object] = {"gates": gates} if gates else {}
+    if deliver:
+        options["deliver"] = "push"
+    if ref:
+        options["base_ref"] = ref
     with _api() as api:
-        found = api.project_named(project)
-        session = api.start_session(found["id"], request, {"gates": gates} if gates else {})
-        typer.echo(f"session {session['id']} in project {project} ({found['workspace_path']})")
+        repository = {"url": repo, **({"ref": ref} if ref else {})} if repo else None
+        found = api.project_named(project, repository=repository)
+        origin = (found.get("repository") or {}).get("url")
+        if repo and origin != repo:
+            raise typer.BadParameter(
+                f"project {project} exists and was not imported from {repo} "
+                f"({'from ' + origin if origin else 'it has no repository'}): give another name",
+                param_hint="--project",
+            )
+        if found.get("status") == "importing":
+            typer.echo(f"importing {repo} …")
+            found = api.wait_until_imported(found["id"], lambda now: typer.echo(f"  {now}"))
+        session = api.start_session(found["id"], request, options)
+        branch = session.get("branch") or f"codexflow/{session['id']}"
+        typer.echo(f"session {session['id']} in project {project} (branch {branch})")
         typer.echo(f"Temporal UI: {session.get('temporal_ui_url')}")
         if follow:
             ask = sys.stdin.isatty() if interactive is None else interactive
@@ -172,6 +209,17 @@ def status(
             typer.echo(
                 f"codex    {live.get('codex_tasks')} tasks; {live.get('tokens_used')} tokens"
             )
+        if session.get("branch"):
+            head = (session.get("head_commit") or "")[:10]
+            typer.echo(
+                f"branch   {session['branch']} (from {session['base_commit'][:10]}, at {head})"
+            )
+        if delivery := session.get("delivery"):
+            typer.echo(
+                f"pushed   {delivery['branch']} to {delivery['remote']} at {delivery['commit'][:10]}"
+            )
+            if delivery.get("review_url"):
+                typer.echo(f"review   {delivery['review_url']}")
         if session.get("error"):
             typer.echo(f"error    {session['error']}")
         typer.echo(f"Temporal UI: {session.get('temporal_ui_url')}")
@@ -215,12 +263,10 @@ def demo(
         with Stack(get_settings(), offline=True) as stack, ApiClient(stack.settings) as api:
             project = api.project_named(f"demo-{uuid.uuid4().hex[:6]}")
             session = api.start_session(project["id"], DEMO_REQUEST, {})
-            workspace = Path(project["workspace_path"])
-            typer.echo(
-                f"session {session['id']}: Planner → Builder → QA → ProdReady in {workspace}"
-            )
+            typer.echo(f"session {session['id']}: Planner → Builder → QA → ProdReady")
             code = _follow(api, session["id"], interactive=False)
-            for path in sorted(p for p in workspace.iterdir() if p.is_file()):
+            workspace = Path(api.session(session["id"])["worktree"])
+            for path in sorted(p for p in workspace.iterdir() if p.is_file() and p.name != ".git"):
                 typer.secho(f"--- {path}", bold=True)
                 typer.echo(path.read_text())
             tests = subprocess.run(

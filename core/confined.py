@@ -119,6 +119,16 @@ def _openat2(dir_fd: int, path: str, flags: int, mode: int) -> int | None:
     raise OSError(err, os.strerror(err), path)
 
 
+def _escapes(path: PurePosixPath) -> bool:
+    """Whether a relative path climbs above its start (``a/../../b``)."""
+    depth = 0
+    for part in path.parts:
+        depth += -1 if part == ".." else 0 if part == "." else 1
+        if depth < 0:
+            return True
+    return False
+
+
 def _lstat_at(parent: int, name: str) -> os.stat_result | None:
     try:
         return os.stat(name, dir_fd=parent, follow_symlinks=False)
@@ -337,6 +347,31 @@ class ConfinedDir:
 
     def write_text(self, relative: str, text: str) -> None:
         self.write_bytes(relative, text.encode("utf-8"))
+
+    def make_dirs(self, relative: str) -> None:
+        """Make the directory ``relative`` and its missing parents (none of them a link)."""
+        parts = split_path(relative)
+        root = self._root_fd()
+        try:
+            os.close(self._walk_dirs(root, parts, create=True))
+        except OSError as err:
+            raise _refusal(err, relative) from None
+        finally:
+            os.close(root)
+
+    def symlink(self, relative: str, target: str) -> None:
+        """Make ``relative`` a link to ``target``, which must stay inside (relative, no escape)."""
+        parts = split_path(relative)
+        inside = PurePosixPath(*parts[:-1]) / target
+        if PurePosixPath(target).is_absolute() or _escapes(inside):
+            raise PathNotAllowed(f"{relative!r} would link out of its directory ({target!r})")
+        parent = self._parent(parts, create=True)
+        try:
+            os.symlink(target, parts[-1], dir_fd=parent)
+        except OSError as err:
+            raise _refusal(err, relative) from None
+        finally:
+            os.close(parent)
 
     def remove(self, relative: str) -> bool:
         """Remove a file or link (a link itself, never its target); False if there was none."""

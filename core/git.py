@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["GitError", "Repo", "UntrustedConfig", "git_env"]
+__all__ = ["GitError", "Repo", "UntrustedConfig", "audit", "git_env", "overrides"]
 
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "codexflow",
@@ -61,7 +61,8 @@ _OVERRIDES = (
 _ALLOWED_KEYS = re.compile(
     r"""^(
       core\.(repositoryformatversion|filemode|bare|logallrefupdates|ignorecase|precomposeunicode
-            |symlinks|worktree|sharedrepository|autocrlf|eol|safecrlf|compression|bigfilethreshold)
+            |symlinks|worktree|sharedrepository|autocrlf|eol|safecrlf|compression|bigfilethreshold
+            |untrackedcache)
     | extensions\.[a-z]+
     | remote\.[^\n]+\.(url|pushurl|fetch|promisor|partialclonefilter|tagopt|prune|mirror)
     | branch\.[^\n]+\.(remote|merge)
@@ -107,13 +108,25 @@ class Repo:
     work_tree: Path | None = None
     env: Mapping[str, str] = field(default_factory=dict)  # e.g. credentials for one fetch
 
-    async def run(self, *args: str, index: Path | None = None, stdin: bytes | None = None) -> str:
-        return (await self.run_bytes(*args, index=index, stdin=stdin)).decode(errors="replace")
+    async def run(
+        self,
+        *args: str,
+        index: Path | None = None,
+        stdin: bytes | None = None,
+        ok: tuple[int, ...] = (0,),
+    ) -> str:
+        out = await self.run_bytes(*args, index=index, stdin=stdin, ok=ok)
+        return out.decode(errors="replace")
 
     async def run_bytes(
-        self, *args: str, index: Path | None = None, stdin: bytes | None = None
+        self,
+        *args: str,
+        index: Path | None = None,
+        stdin: bytes | None = None,
+        ok: tuple[int, ...] = (0,),
     ) -> bytes:
-        """``git ARGS``'s stdout; GitError with its stderr when it fails."""
+        """``git ARGS``'s stdout; GitError with its stderr when it exits with a code not in
+        ``ok``."""
         await asyncio.to_thread(audit, self.git_dir)
         extra = {"GIT_DIR": str(self.git_dir), **self.env}
         if self.work_tree is not None:
@@ -121,20 +134,28 @@ class Repo:
         if index is not None:
             extra["GIT_INDEX_FILE"] = str(index)
         cwd = self.work_tree if self.work_tree is not None else self.git_dir
-        return await _run(args, git_env(extra), cwd, stdin)
+        return await _run(args, git_env(extra), cwd, stdin, ok)
 
     async def diff(self, *args: str, index: Path | None = None) -> str:
         """``git diff`` with no external diff or textconv program, whatever the attributes say."""
         return await self.run("diff", "--no-ext-diff", "--no-textconv", *args, index=index)
 
 
+def overrides() -> list[str]:
+    """The ``-c`` arguments every git command of codexflow's starts with."""
+    return [arg for setting in _OVERRIDES for arg in ("-c", setting)]
+
+
 async def _run(
-    args: tuple[str, ...], env: dict[str, str], cwd: Path, stdin: bytes | None = None
+    args: tuple[str, ...],
+    env: dict[str, str],
+    cwd: Path,
+    stdin: bytes | None = None,
+    ok: tuple[int, ...] = (0,),
 ) -> bytes:
-    overrides = [arg for setting in _OVERRIDES for arg in ("-c", setting)]
     proc = await asyncio.create_subprocess_exec(
         "git",
-        *overrides,
+        *overrides(),
         *args,
         cwd=cwd,
         env=env,
@@ -143,7 +164,7 @@ async def _run(
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate(stdin)
-    if proc.returncode != 0:
+    if proc.returncode not in ok:
         raise GitError(f"git {' '.join(args)} failed: {err.decode(errors='replace').strip()}")
     return out
 

@@ -25,6 +25,7 @@ __all__ = [
     "Decision",
     "EventKind",
     "Outcome",
+    "ProjectStatus",
     "ReviewAwaited",
     "ReviewReason",
     "ReviewReceived",
@@ -116,6 +117,12 @@ class Decision(StrEnum):
     APPROVE = "approve"
     REQUEST_CHANGES = "request_changes"  # re-run the stage with the feedback
     REJECT = "reject"  # end the session: outcome rejected
+
+
+class ProjectStatus(StrEnum):
+    IMPORTING = "importing"  # its repository is being cloned
+    READY = "ready"
+    FAILED = "failed"  # see its error
 
 
 class ReviewReason(StrEnum):

@@ -1,9 +1,10 @@
-"""Where a project's files and its git directory live, and making a new workspace.
+"""Standalone workspaces (``codexflow task``): a directory of files and a git directory of its own.
 
-A workspace (``<workspaces root>/<name>``) holds the project's files and nothing of git's but a
-``.git`` file pointing at its git directory ``<repos root>/<name>.git``, which lies outside every
-workspace: codex never writes it, and git is always told where it is (``core.git.Repo``), never
-left to find it through the workspace.
+A standalone workspace ``<workspaces root>/<name>`` holds the files and nothing of git's but a
+``.git`` file pointing at its git directory ``<repos root>/tasks/<name>.git``, which lies outside
+every workspace: codex never writes it, and git is always told where it is (``core.git.Repo``),
+never left to find it through the workspace. (Projects keep their history in a central
+repository and work in worktrees of it: ``core.repos``.)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ _EXCLUDED = ("__pycache__/", "*.pyc", ".pytest_cache/", ".mypy_cache/", "node_mo
 
 
 def git_dir_of(settings: Settings, workspace: Path) -> Path:
-    return settings.repos_path() / f"{workspace.name}.git"
+    return settings.repos_path() / "tasks" / f"{workspace.name}.git"
 
 
 def repo_of(settings: Settings, workspace: Path) -> Repo:

@@ -14,6 +14,7 @@ __all__ = [
     "CURRENT_STEP",
     "ISSUES_TO_FIX",
     "PREVIOUS_STAGES",
+    "REPOSITORY",
     "REVIEWER_FEEDBACK",
     "USER_REQUEST",
     "YOUR_TASK",
@@ -30,6 +31,7 @@ PREVIOUS_STAGES = "PREVIOUS STAGES (oldest first):"
 ISSUES_TO_FIX = "ISSUES TO FIX:"
 REVIEWER_FEEDBACK = "REVIEWER FEEDBACK (address it in this attempt):"
 YOUR_TASK = "YOUR TASK:"
+REPOSITORY = "REPOSITORY OVERVIEW:"
 CURRENT_STEP = "CURRENT STEP:"  # how a Builder's codex prompt names its step
 
 _ROLE = re.compile(r"^\s*ROLE:\s*(\w+)", re.MULTILINE)

@@ -31,8 +31,13 @@ _TOOLS = """TOOLS:
 - run_codex(prompt): codex edits files and runs commands in the project workspace. One focused task
   per call; say exact file paths, expected behaviour, and how to verify. You get back codex's exit
   status, the files it changed and the tail of its output.
-- read_file(path), list_files(path): look at the workspace (paths relative to its root).
-- read_agents_md(): the requirements document every role works from."""
+- read_file(path, start_line=1, max_lines=200): numbered lines of a file (paths relative to the
+  workspace root); the answer gives the file's line count and how to read on.
+- search(pattern, path=""): where a regular expression occurs (`file:line: text`, at most 100).
+- list_files(path=".", depth=3, offset=0): the files under a directory, what .gitignore ignores left
+  out, in pages.
+- read_agents_md(): the requirements document every role works from.
+The workspace is a git repository of the project's own code: read what matters before changing it."""
 
 PLANNER = RoleSpec(
     role=Role.PLANNER,
@@ -44,7 +49,8 @@ You are an expert business analyst and software architect. Turn the user's reque
 the specification the Builder, QA and ProdReady agents will follow.
 
 WORKFLOW:
-1. Look at what is already in the workspace (list_files, read_file) so the plan fits it.
+1. Start from the repository overview in your input, then look at what matters (list_files,
+   search, read_file): the plan must fit the existing code, its layout, style and tests.
 2. Write AGENTS.md with these sections:
    # Overview — what we are building and why
    ## Functional requirements — a numbered list, specific and testable, edge cases included

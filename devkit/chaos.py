@@ -9,7 +9,7 @@ moment that matters (a model call or a codex task in flight) and started again o
 SQLite file and port, a few times, and the outcome is checked against what codexflow promises:
 
 * runs completed: every session ends ``completed`` with outcome ``approved`` (in the database and
-  in Temporal's result) and its workspace holds AGENTS.md, calc.py and test_calc.py;
+  in Temporal's result) and its branch holds AGENTS.md, calc.py and test_calc.py;
 * model calls repeated: a request body identical to an earlier one of the same run is a paid call
   made twice. Temporal retrying a model activity that was in flight when its worker died is
   expected (``in-flight retries``: the extra attempts Temporal records for the run's model
@@ -56,6 +56,7 @@ from cli.client import ApiClient
 from cli.stack import dev_server_command, reachable
 from config import PROJECT_ROOT, Settings, settings_env
 from core.children import die_with_parent
+from core.repos import ProjectRepos, branch_of
 from devkit.brain import PipelineBrain
 from devkit.processes import free_port, scratch_settings, spawn_worker
 from devkit.responses_server import ScriptedResponsesServer, Stall, ToolCall, Turn
@@ -196,7 +197,7 @@ class Run:
     carries ``marker``."""
 
     session_id: str
-    workspace: Path
+    project_id: str
     marker: str
     started: float
 
@@ -284,7 +285,7 @@ class ChaosStack:
     # -- runs --
 
     def start_runs(self, count: int, tag: str, **options: Any) -> list[Run]:
-        """``count`` sessions through the API, each in a project (a workspace) of its own, with
+        """``count`` sessions through the API, each in a project of its own, with
         these pipeline options."""
         runs = []
         with ApiClient(self.settings) as api:
@@ -292,9 +293,7 @@ class ChaosStack:
                 marker = f"[{tag} run {n}]"
                 project = api.request("POST", "/api/projects/", json={"name": f"{tag}-{n}"})
                 session = api.start_session(project["id"], f"{REQUEST} {marker}", options)
-                runs.append(
-                    Run(session["id"], Path(project["workspace_path"]), marker, time.time())
-                )
+                runs.append(Run(session["id"], project["id"], marker, time.time()))
         return runs
 
     async def statuses(self, runs: Sequence[Run]) -> dict[str, tuple[str, str | None]]:
@@ -435,7 +434,7 @@ async def judge(
         if ended:
             with contextlib.suppress(Exception):
                 result = await asyncio.wait_for(handle.result(), timeout=10)
-        if problem := _completion_problem(run, status, result):
+        if problem := await _completion_problem(stack, run, status, result):
             report.notes.append(f"session {run.session_id}: {problem}")
         else:
             report.runs_completed += 1
@@ -470,18 +469,20 @@ async def judge(
             _judge_lifecycle(run, events, result, attempts, report)
 
 
-def _completion_problem(
-    run: Run, status: tuple[str, str | None], result: PipelineResult | None
+async def _completion_problem(
+    stack: ChaosStack, run: Run, status: tuple[str, str | None], result: PipelineResult | None
 ) -> str | None:
     if status != ("completed", "approved"):
         return f"ended {status[0]} (outcome {status[1]}), not completed/approved"
     if result is None or result.outcome != "approved":
         return f"Temporal's result is {result.outcome if result else 'missing'}, not approved"
-    calc = run.workspace / "calc.py"
-    if not (calc.exists() and "def divide" in calc.read_text()):
-        return "calc.py is missing or incomplete"
-    if not (run.workspace / "test_calc.py").exists() or not (run.workspace / "AGENTS.md").exists():
-        return "test_calc.py or AGENTS.md is missing"
+    # What the session delivered: its branch in the project's central repository.
+    repos, branch = ProjectRepos(stack.settings), branch_of(run.session_id)
+    files = {e.path for e in await repos.tree(run.project_id, branch)}
+    if not {"AGENTS.md", "calc.py", "test_calc.py"} <= files:
+        return f"the branch lacks AGENTS.md, calc.py or test_calc.py: {sorted(files)}"
+    if "def divide" not in (await repos.read(run.project_id, branch, "calc.py")).decode():
+        return "calc.py is incomplete"
     return None
 
 

@@ -79,6 +79,12 @@ class Project(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # importing (its repository is being cloned), ready, or failed (see error)
+    status: Mapped[str] = mapped_column(String(16), default="ready", server_default="ready")
+    error: Mapped[str | None] = mapped_column(Text)
+    import_progress: Mapped[str | None] = mapped_column(String(255))  # git's, while importing
+    repository: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # where it was imported from
+    default_branch: Mapped[str] = mapped_column(String(255), default="main", server_default="main")
 
     files: Mapped[list[ProjectFile]] = relationship(back_populates="project")
     sessions: Mapped[list[RunSession]] = relationship(back_populates="project")
@@ -133,6 +139,11 @@ class RunSession(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    branch: Mapped[str | None] = mapped_column(String(255))  # codexflow/<session id>
+    base_commit: Mapped[str | None] = mapped_column(String(64))  # where the branch starts
+    head_commit: Mapped[str | None] = mapped_column(String(64))  # its latest checkpoint
+    worktree: Mapped[str | None] = mapped_column(String(1024))  # where it is checked out
+    delivery: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the last push of the branch
 
     project: Mapped[Project] = relationship(back_populates="sessions")
     conversations: Mapped[list[Conversation]] = relationship(

@@ -22,6 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.records import Recorder
 from config import Settings
+from core.repos import ProjectRepos
 from core.workspaces import create_workspace
 from devkit.postgres import throwaway_postgres
 from devkit.processes import FAKE_CODEX, start_dev_server
@@ -103,7 +104,28 @@ async def api(api_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
+async def project_id(settings: Settings) -> str:
+    """A project (``p1``) with an empty central repository: what a pipeline or a chat runs on."""
+    await ProjectRepos(settings).create("p1")
+    return "p1"
+
+
+@pytest.fixture
+def session_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def worktree(settings: Settings, project_id: str, session_id: str) -> Path:
+    """Where the session ``session_id`` of ``project_id`` works (made when the session starts)."""
+    path = ProjectRepos(settings).worktree(project_id, session_id).work_tree
+    assert path is not None
+    return path
+
+
+@pytest.fixture
 async def workspace(settings: Settings) -> Path:
+    """A standalone workspace (what ``codexflow task`` runs codex in)."""
     path = settings.workspaces_root / "project"
     await create_workspace(settings, path)
     return path

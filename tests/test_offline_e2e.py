@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
@@ -21,7 +20,12 @@ from workflows.types.pipeline import PipelineInput, PipelineOptions, PipelineRes
 
 
 async def test_offline_pipeline_with_real_codex(
-    temporal_dev: WorkflowEnvironment, settings: Settings, task_queue: str, workspace: Path
+    temporal_dev: WorkflowEnvironment,
+    settings: Settings,
+    task_queue: str,
+    project_id: str,
+    session_id: str,
+    worktree: Path,
 ) -> None:
     with ScriptedResponsesServer(PipelineBrain()) as llm:
         settings = llm.serving(
@@ -32,26 +36,24 @@ async def test_offline_pipeline_with_real_codex(
         # The agents' model: OpenAIResponsesModel over HTTP.
         client = await connect(settings, plugins=[agents_plugin(settings)])
         async with build_worker(client, settings, task_queue=task_queue):
-            session = uuid.uuid4().hex[:8]
             result: PipelineResult = await client.execute_workflow(
                 PipelineWorkflow.run,
                 PipelineInput(
-                    session_id=session,
-                    project_id="calc",
-                    workspace=str(workspace),
+                    session_id=session_id,
+                    project_id=project_id,
                     user_request="Build a small calculator module with unit tests.",
                     options=PipelineOptions(agent_model=settings.agent_model),
                 ),
-                id=f"session-{session}",
+                id=f"session-{session_id}",
                 task_queue=task_queue,
             )
 
     assert result.outcome == "approved"
     assert [r.stage.value for r in result.stages] == ["planner", "builder", "qa_qc", "prod_ready"]
     assert result.agents_md and "## Acceptance criteria" in result.agents_md
-    assert (workspace / "calc.py").read_text() == CALC_PY
+    assert (worktree / "calc.py").read_text() == CALC_PY
     tests = subprocess.run(  # noqa: ASYNC221 - the run is over; nothing else is waiting
-        [sys.executable, "-m", "unittest", "-v"], cwd=workspace, capture_output=True, text=True
+        [sys.executable, "-m", "unittest", "-v"], cwd=worktree, capture_output=True, text=True
     )
     assert tests.returncode == 0 and "OK" in tests.stderr
     counts = count_by_role(llm.requests)

@@ -20,6 +20,7 @@ import pytest
 from cli.stack import reachable
 from devkit.processes import free_port
 from tests.helpers.codex import real_codex_bin
+from tests.helpers.git_server import bare_repository, run_git
 
 REQUEST = "Build a small calculator module with unit tests."
 
@@ -97,14 +98,17 @@ def local(tmp_path: Path) -> Local:
 
 def session_id_of(started: subprocess.CompletedProcess) -> str:
     assert started.returncode in (0, 1), started.stderr
-    first = started.stdout.splitlines()[0]
-    assert first.startswith("session "), started.stdout
+    first = next((line for line in started.stdout.splitlines() if line.startswith("session ")), "")
+    assert first, started.stdout
     return first.split()[1]
 
 
 @pytest.mark.slow
 def test_up_runs_reviews_and_resumes_after_a_restart(tmp_path: Path) -> None:
     here = local(tmp_path)
+    origin = tmp_path / "origins" / "shop.git"
+    bare_repository(origin, {"README.md": "# calc\n"})
+    here.env["CODEXFLOW_LOCAL_REPOS"] = json.dumps([str(origin.parent)])
     api = here.env["CODEXFLOW_API_URL"].removeprefix("http://")
     temporal = here.env["CODEXFLOW_TEMPORAL_ADDRESS"]
 
@@ -147,13 +151,15 @@ def test_up_runs_reviews_and_resumes_after_a_restart(tmp_path: Path) -> None:
         ):
             assert line in asked.stdout, asked.stdout
 
-        # The second run went into the same project, whose workspace now has passing tests.
-        project_dirs = {
-            Path(line.split("(", 1)[1].rstrip(")"))
-            for line in (started.stdout + asked.stdout).splitlines()
-            if line.startswith("session ")
-        }
-        (workspace,) = project_dirs
+        # Each run works in a worktree of its own, on its own branch of the project.
+        runs = [
+            json.loads(here.codexflow("status", session_id_of(out), "--json").stdout)
+            for out in (started, asked)
+        ]
+        assert {r["project_id"] for r in runs} == {runs[0]["project_id"]}
+        assert [r["branch"] for r in runs] == [f"codexflow/{r['id']}" for r in runs]
+        workspace = Path(runs[1]["worktree"])
+        assert workspace.parent == Path(runs[0]["worktree"]).parent
         tests = subprocess.run(
             [sys.executable, "-m", "unittest"], cwd=workspace, capture_output=True, text=True
         )
@@ -173,6 +179,23 @@ def test_up_runs_reviews_and_resumes_after_a_restart(tmp_path: Path) -> None:
 
         refused = here.codexflow("review", waiting, "approve", "--stage", "planner")
         assert refused.returncode == 1 and "409" in refused.stderr
+
+        # A repository in, a pushed branch out: the project is made from the path (and named
+        # after it); an existing project from elsewhere is not mistaken for it.
+        other = here.codexflow("run", REQUEST, "--repo", str(origin), "--project", "calc")
+        assert other.returncode == 2 and "was not imported from" in other.stderr
+        pushed = here.codexflow("run", REQUEST, "--repo", str(origin), "--push")
+        assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+        assert "importing" in pushed.stdout and "■ finished: approved" in pushed.stdout
+        sid = session_id_of(pushed)
+        assert f"session {sid} in project shop (branch codexflow/{sid})" in pushed.stdout
+        branches = run_git("--git-dir", str(origin), "branch", "--format=%(refname:short)")
+        assert branches.split() == [f"codexflow/{sid}", "main"]
+        assert "calc.py" in run_git(
+            "--git-dir", str(origin), "ls-tree", "--name-only", branches.split()[0]
+        )
+        status = here.codexflow("status", sid)
+        assert f"pushed   codexflow/{sid} to {origin}" in status.stdout, status.stdout
 
 
 def test_run_commands_reject_bad_input_and_say_when_the_api_is_down(tmp_path: Path) -> None:

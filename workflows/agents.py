@@ -36,6 +36,7 @@ _TOOL_RETRY = RetryPolicy(maximum_attempts=3)
 def _workspace_tools(role: Role) -> list[Tool]:
     tools: list[Callable[..., Awaitable[str]]] = [
         AgentTools.read_file,
+        AgentTools.search,
         AgentTools.list_files,
         AgentTools.read_agents_md,
     ]

@@ -21,8 +21,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes
     from workflows.agents import build_agent
     from workflows.codex_task import codex_for_agent, innermost_reason
+    from workflows.repository import prepare_worktree
     from workflows.types.chat import ChatInput, ChatMessage, ChatReply, ChatStatus
     from workflows.types.codex import CodexTaskRequest
+    from workflows.types.repository import WorktreeInput
     from workflows.types.workspace import AgentContext
 
 __all__ = ["MAX_HISTORY_ITEMS", "AgentChatWorkflow", "trim_history"]
@@ -68,11 +70,17 @@ class AgentChatWorkflow:
         self.turn_task: asyncio.Task[ChatReply] | None = None
         self.codex_in_turn = 0
         self.codex_running = 0
+        self.workspace: str | None = None  # the chat's own worktree, once made
 
     @workflow.run
     async def run(self, input: ChatInput) -> ChatStatus:
         workflow.upsert_search_attributes([search_attributes.PROJECT.value_set(input.project_id)])
         self.show_details()
+        # A worktree of its own, on branch codexflow/chat-<role>: a chat never sees a session's.
+        worktree = await prepare_worktree(
+            WorktreeInput(project_id=input.project_id, name=f"chat-{input.role.value}")
+        )
+        self.workspace = worktree.path
         try:
             await self.serve()
         except BaseException as err:
@@ -169,10 +177,12 @@ class AgentChatWorkflow:
 
     async def take_turn(self, message: str, turn: int) -> ChatReply:
         role = self.input.role
+        await workflow.wait_condition(lambda: self.workspace is not None)
+        assert self.workspace is not None
         ctx = AgentContext(
             session_id=workflow.info().workflow_id,
             project_id=self.input.project_id,
-            workspace=self.input.workspace,
+            workspace=self.workspace,
             role=role,
             iteration=turn,
         )
@@ -203,8 +213,9 @@ class AgentChatWorkflow:
         self.codex_in_turn += 1
         session = ctx.context
         task_id = f"{session.session_id}-{session.iteration}-{self.codex_in_turn}"
+        assert self.workspace is not None
         request = CodexTaskRequest(
-            workspace=self.input.workspace,
+            workspace=self.workspace,
             prompt=prompt,
             heartbeat_timeout_s=self.input.codex_heartbeat_s,
         )

@@ -111,7 +111,10 @@ class CodexTaskWorkflow:
             )
             raise ApplicationError(f"codex task failed: {self._status.error}") from err
         self._status.result = result
-        after = await self._checkpoint(request.workspace, "codexflow: after codex task")
+        # codex's changes are committed by the codex activity; this reports them all.
+        after = await self._checkpoint(
+            request.workspace, "codexflow: after codex task", since=before.commit
+        )
         self._status.checkpoint = after
         self._status.state = CodexTaskState.COMPLETED
         return CodexTaskOutcome(result=result, before=before, after=after)
@@ -120,10 +123,14 @@ class CodexTaskWorkflow:
     def status(self) -> CodexTaskStatus:
         return self._status
 
-    async def _checkpoint(self, workspace: str, message: str) -> Checkpoint:
+    async def _checkpoint(
+        self, workspace: str, message: str, since: str | None = None
+    ) -> Checkpoint:
         return await workflow.execute_activity_method(
             WorkspaceActivities.checkpoint,
-            CheckpointInput(workspace=workspace, message=f"{message} {self._status.task_id}"),
+            CheckpointInput(
+                workspace=workspace, message=f"{message} {self._status.task_id}", since=since
+            ),
             start_to_close_timeout=_GIT_TIMEOUT,
             retry_policy=_GIT_RETRY,
         )

@@ -29,9 +29,13 @@ def current_details(status: PipelineStatus) -> str:
     return "\n".join(lines)
 
 
-def final_summary(outcome: Outcome, stages: list[StageRecord]) -> str:
+def final_summary(
+    outcome: Outcome, stages: list[StageRecord], undelivered: str | None = None
+) -> str:
     latest: dict[Role, StageRecord] = {record.stage: record for record in stages}
     lines = [f"Outcome: {outcome}."]
+    if undelivered:
+        lines.append(f"Delivery: {undelivered}.")
     for role in Role:
         if record := latest.get(role):
             verdict = getattr(record.report, "verdict", None)

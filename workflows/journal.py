@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         SessionPatch,
         SessionStart,
     )
+    from workflows.types.repository import Worktree
     from workflows.types.review import AwaitingReview, Review
 
 __all__ = ["Journal"]
@@ -55,11 +56,18 @@ class Journal:
             SessionStart(
                 session_id=input.session_id,
                 project_id=input.project_id,
-                workspace=input.workspace,
                 workflow_id=workflow.info().workflow_id,
                 user_request=input.user_request,
                 options=input.options.model_dump(mode="json"),
             ),
+        )
+
+    async def worktree_ready(self, worktree: Worktree) -> None:
+        await self._patch(
+            branch=worktree.branch,
+            base_commit=worktree.base_commit,
+            head_commit=worktree.head_commit,
+            worktree=worktree.path,
         )
 
     async def stage_started(self, role: Role, iteration: int) -> None:
@@ -121,10 +129,12 @@ class Journal:
         agents_md: str | None,
         usage: PipelineUsage,
         codex_tasks: int,
+        undelivered: str | None = None,
     ) -> None:
         await self._patch(
             status=SessionStatus.COMPLETED,
             outcome=outcome,
+            error=undelivered,
             final_summary=summary,
             agents_md_content=agents_md,
             usage=usage.model_dump(mode="json"),

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from agents import RunContextWrapper, Runner, Usage
@@ -35,6 +35,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.details import current_details, final_summary
     from workflows.journal import Journal
     from workflows.prompts import stage_input, transcript
+    from workflows.repository import (
+        prepare_worktree,
+        push_branch,
+        remove_worktree,
+        repository_overview,
+    )
     from workflows.types.codex import CodexTaskRequest, TokenUsage
     from workflows.types.pipeline import (
         PipelineInput,
@@ -43,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         PipelineUsage,
         StageRecord,
     )
+    from workflows.types.repository import Delivery, PushInput, Worktree, WorktreeInput
     from workflows.types.review import AwaitingReview, Review, ReviewSignal
     from workflows.types.workspace import AgentContext, Checkpoint, CheckpointInput, ReadTextInput
 
@@ -79,7 +86,10 @@ class PipelineWorkflow:
         self.codex_running = 0
         self.live_usage: Usage | None = None  # the current stage's model usage, while it runs
         self.budget = self.options.token_budget
-        self.head: str | None = None  # the workspace commit the current stage started from
+        self.worktree: Worktree | None = None  # the session's, on branch codexflow/<session>
+        self.overview: str | None = None  # of the repository, for the Planner
+        self.head: str | None = None  # the commit the current stage started from
+        self.delivery: Delivery | None = None
         self.awaiting: AwaitingReview | None = None
         self.review_received: Review | None = None
 
@@ -90,7 +100,7 @@ class PipelineWorkflow:
         workflow.upsert_search_attributes([search_attributes.PROJECT.value_set(input.project_id)])
         await self.journal.session_started(input)
         try:
-            await self.checkpoint(f"codexflow: session {input.session_id} starts")
+            await self.prepare_worktree()
             await self.run_stage(Role.PLANNER, PlanReport)
             qa = await self.build_and_verify()
             if qa.verdict == "FAIL":
@@ -129,6 +139,45 @@ class PipelineWorkflow:
             qa = await self.run_stage(Role.QA_QC, QAReport)
         return qa
 
+    # --- the worktree --------------------------------------------------------------------------
+
+    async def prepare_worktree(self) -> None:
+        """The session's own worktree, on its own branch, from its base ref."""
+        worktree = await prepare_worktree(self.worktree_input())
+        self.worktree, self.head = worktree, worktree.head_commit
+        self.overview = await repository_overview(worktree.path)
+        await self.journal.worktree_ready(worktree)
+
+    def worktree_input(self) -> WorktreeInput:
+        return WorktreeInput(
+            project_id=self.input.project_id,
+            name=self.input.session_id,
+            base_ref=self.options.base_ref,
+        )
+
+    @property
+    def workspace(self) -> str:
+        assert self.worktree is not None, "the worktree is made first"
+        return self.worktree.path
+
+    async def deliver(self) -> str | None:
+        """Push the approved branch, as the options ask; why it could not be, if it could not."""
+        assert self.worktree is not None
+        try:
+            self.delivery = await push_branch(
+                PushInput(
+                    project_id=self.input.project_id,
+                    session_id=self.input.session_id,
+                    branch=self.worktree.branch,
+                    remote_branch=self.options.remote_branch,
+                )
+            )
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            return f"the run was approved, but its branch was not pushed: {innermost_reason(err)}"
+        return None
+
     # --- one stage -----------------------------------------------------------------------------
 
     async def run_stage(self, role: Role, report_type: type[R], fix: list[str] | None = None) -> R:
@@ -163,14 +212,15 @@ class PipelineWorkflow:
         ctx = AgentContext(
             session_id=self.input.session_id,
             project_id=self.input.project_id,
-            workspace=self.input.workspace,
+            workspace=self.workspace,
             role=role,
             iteration=self.iteration,
         )
         codex_before = self.codex_tasks
         agent = build_agent(role, self.options.agent_model, self.run_codex)
+        overview = self.overview if role is Role.PLANNER else None
         prompt = stage_input(
-            role, self.iteration, self.input.user_request, self.stages, fix, feedback
+            role, self.iteration, self.input.user_request, self.stages, fix, feedback, overview
         )
         await self.journal.stage_started(role, self.iteration)
         try:
@@ -219,7 +269,7 @@ class PipelineWorkflow:
         session = ctx.context
         task_id = f"{session.session_id}-{session.role}-{session.iteration}-{self.codex_tasks}"
         request = CodexTaskRequest(
-            workspace=self.input.workspace,
+            workspace=self.workspace,
             prompt=prompt,
             model=self.options.codex_model,
             sandbox=self.options.codex_sandbox,
@@ -332,6 +382,7 @@ class PipelineWorkflow:
     def status(self) -> PipelineStatus:
         return PipelineStatus(
             session_id=self.input.session_id,
+            worktree=self.worktree,
             state=self.state,
             stage=self.stage,
             iteration=self.iteration,
@@ -353,7 +404,7 @@ class PipelineWorkflow:
         """Commit the workspace; changes are counted from the previous checkpoint of this run."""
         checkpoint = await workflow.execute_activity_method(
             WorkspaceActivities.checkpoint,
-            CheckpointInput(workspace=self.input.workspace, message=message, since=self.head),
+            CheckpointInput(workspace=self.workspace, message=message, since=self.head),
             start_to_close_timeout=_ACTIVITY_TIMEOUT,
             retry_policy=_ACTIVITY_RETRY,
         )
@@ -363,24 +414,31 @@ class PipelineWorkflow:
     async def finish(self, outcome: Outcome) -> PipelineResult:
         agents_md = await workflow.execute_activity_method(
             AgentTools.read_workspace_text,
-            ReadTextInput(workspace=self.input.workspace, path=AGENTS_MD),
+            ReadTextInput(workspace=self.workspace, path=AGENTS_MD),
             start_to_close_timeout=_ACTIVITY_TIMEOUT,
             retry_policy=_ACTIVITY_RETRY,
         )
+        undelivered = None
+        if outcome is Outcome.APPROVED and self.options.deliver == "push":
+            undelivered = await self.deliver()
         self.state = SessionStatus.COMPLETED
         self.show_details()
         result = PipelineResult(
             session_id=self.input.session_id,
+            worktree=self.worktree,
+            delivery=self.delivery,
             outcome=outcome,
-            summary=final_summary(outcome, self.stages),
+            summary=final_summary(outcome, self.stages, undelivered),
             agents_md=agents_md,
             stages=self.stages,
             usage=self.usage,
             codex_tasks=self.codex_tasks,
         )
         await self.journal.session_finished(
-            outcome, result.summary, agents_md, self.usage, self.codex_tasks
+            outcome, result.summary, agents_md, self.usage, self.codex_tasks, undelivered
         )
+        if self.delivery is not None:  # delivered: its worktree goes, its branch stays
+            await remove_worktree(self.worktree_input())
         return result
 
 

@@ -9,6 +9,7 @@ from core.vocabulary import Role
 from crew.markers import (
     ISSUES_TO_FIX,
     PREVIOUS_STAGES,
+    REPOSITORY,
     REVIEWER_FEEDBACK,
     USER_REQUEST,
     YOUR_TASK,
@@ -40,8 +41,11 @@ def stage_input(
     history: Sequence[StageRecord],
     fix: Sequence[str] = (),
     feedback: str | None = None,
+    overview: str | None = None,
 ) -> str:
     parts = [stage_line(role, iteration), f"{USER_REQUEST}\n{user_request}"]
+    if overview:
+        parts.append(f"{REPOSITORY}\n{overview}")
     if history:
         lines = [_summary(record) for record in history]
         parts.append(f"{PREVIOUS_STAGES}\n" + "\n".join(lines))

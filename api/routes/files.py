@@ -1,33 +1,37 @@
-"""Files: uploads into a project's workspace, listing, download, delete, and the workspace tree.
+"""Files: uploads onto a project's default branch, listing, download, delete, and the tree.
 
-The workspace is codex's to write, so every touch of it goes through ``core.confined``: no link is
-followed (a link's target is never written, read or deleted), nothing may be written inside
-``.git``. An upload streams to a temporary file next to its target (hashing and counting as it
-goes) and is renamed into place: a failed upload leaves neither a partial file nor a row.
+A project's files live in its central repository: an upload is a commit on the default branch (so
+every later session sees it), made without a checkout through ``core.repos`` (plumbing commands, a
+compare-and-swap ref update: two uploads at once never lose each other). Paths are checked by
+``core.confined`` (no ``..``, no absolute path, nothing inside ``.git``). An upload streams to a
+private temporary file (counted, hashed) before anything is written: a failed upload leaves
+neither a commit nor a row.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import mimetypes
-import os
-import stat
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import IO, Annotated, Any
+from typing import Annotated, Any
 from urllib.parse import quote
-from uuid import uuid4
 
-from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile, status
+from fastapi.responses import Response as RawResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from starlette.concurrency import run_in_threadpool
 
-from api.deps import DbDep, ProjectDep, SettingsDep
-from api.schemas import Deleted, FileResponse, FileTree, TreeEntry
-from core.confined import ConfinedDir, PathNotAllowed, Staged, split_path
+from api.deps import DbDep, ProjectDep, SettingsDep, StateDep
+from api.schemas import ArchiveUnpacked, Deleted, FileResponse, FileTree, TreeEntry
+from api.services import (
+    Received,
+    UploadTooLarge,
+    project_ready_or_409,
+    received_upload,
+    unpack_onto_default_branch,
+)
+from core.confined import PathNotAllowed, split_path
+from core.repos import ProjectRepos
 from store.models import Project, ProjectFile, utcnow
 
 router = APIRouter(prefix="/api/files", tags=["Files"])
@@ -36,7 +40,7 @@ log = logging.getLogger("codexflow.api.files")
 
 CHUNK_BYTES = 1024 * 1024
 MAX_TREE_ENTRIES = 5000
-DELETE_PREFIX = ".codexflow-delete-"
+_FILE_MODES = ("100644", "100755")
 
 Responses = dict[int | str, dict[str, Any]]
 NOT_FOUND: Responses = {404: {"description": "no such project or file"}}
@@ -44,15 +48,13 @@ BAD_PATH: Responses = {
     422: {"description": "a path outside the workspace, inside .git or empty; or a bad form"}
 }
 TOO_LARGE: Responses = {413: {"description": "the upload exceeds CODEXFLOW_MAX_UPLOAD_BYTES"}}
-CONFLICT: Responses = {409: {"description": "another upload created this path at the same time"}}
+CONFLICT: Responses = {
+    409: {"description": "the project is not ready, or another upload created the path"}
+}
 CREATED: Responses = {201: {"model": FileResponse, "description": "a new file"}}
 DOWNLOAD: Responses = {
     200: {"content": {"application/octet-stream": {}}, "description": "the file's bytes"}
 }
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _unprocessable(message: str) -> HTTPException:
@@ -60,45 +62,14 @@ def _unprocessable(message: str) -> HTTPException:
 
 
 def canonical_path(relative: str) -> str:
-    """The '/'-separated path an upload names; PathNotAllowed for the workspace itself, a path
-    outside it (``..``, absolute), a directory name or anything inside ``.git``."""
+    """The '/'-separated path an upload names; PathNotAllowed for the root itself, a path outside
+    it (``..``, absolute), a directory name or anything inside ``.git``."""
     if relative.replace("\\", "/").endswith("/"):
         raise PathNotAllowed(f"the path names a directory, not a file: {relative!r}")
     parts = split_path(relative, allow_git=False)
     if not parts:
         raise PathNotAllowed("the path names the workspace itself")
     return "/".join(parts)
-
-
-def _copy(source: IO[bytes], out: IO[bytes], limit: int) -> tuple[int, str]:
-    """Copy in chunks, counting and hashing; _TooLarge as soon as ``limit`` is passed."""
-    digest = hashlib.sha256()
-    size = 0
-    while chunk := source.read(CHUNK_BYTES):
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        digest.update(chunk)
-        out.write(chunk)
-    return size, digest.hexdigest()
-
-
-def _stage(
-    files: ConfinedDir, file_path: str, source: IO[bytes], limit: int
-) -> tuple[Staged, int, str]:
-    """The upload written beside its target (not yet in place), with its size and sha256."""
-    staged = files.stage(file_path, allow_git=False)
-    try:
-        size, digest = _copy(source, staged.file, limit)
-    except BaseException:
-        staged.discard()
-        raise
-    return staged, size, digest
-
-
-def _place(staged: Staged) -> None:
-    """The atomic move into place (a link at the path is replaced, never written through)."""
-    staged.commit()
 
 
 def _too_large(limit: int) -> HTTPException:
@@ -108,25 +79,56 @@ def _too_large(limit: int) -> HTTPException:
     )
 
 
+async def _conflicting_entry(repos: ProjectRepos, project: Project, file_path: str) -> str | None:
+    """Why ``file_path`` cannot be a file on the default branch (a directory is there, or a
+    file where a directory of it would be); None when it can."""
+    branch = project.default_branch
+    entry = await repos.entry(project.id, branch, file_path)
+    if entry is not None and entry.is_dir:
+        return f"{file_path!r} is a directory"
+    parts = PurePosixPath(file_path).parts
+    for depth in range(1, len(parts)):
+        parent = "/".join(parts[:depth])
+        found = await repos.entry(project.id, branch, parent)
+        if found is not None and not found.is_dir:
+            return f"a parent of the path is not a directory: {parent}"
+    return None
+
+
 @router.post(
     "/upload/{project_id}",
-    response_model=FileResponse,
+    response_model=FileResponse | ArchiveUnpacked,
     responses={**CREATED, **NOT_FOUND, **CONFLICT, **TOO_LARGE, **BAD_PATH},
 )
 async def upload_file(
     project: ProjectDep,
     file: Annotated[UploadFile, File(description="the file's content")],
     db: DbDep,
+    state: StateDep,
     settings: SettingsDep,
     response: Response,
     path: Annotated[
         str | None,
         Form(description="where to put it, relative to the workspace; default: the file's name"),
     ] = None,
-) -> ProjectFile:
-    """Upload (or replace) a file in the project's workspace: 201 for a new path, 200 when the
-    path was known (its row is left unchanged when the content is the same)."""
-    files = ConfinedDir(Path(project.workspace_path))
+    extract: Annotated[
+        bool, Query(description="unpack an archive (.tar.gz, .tgz, .tar, .zip) instead")
+    ] = False,
+) -> ProjectFile | ArchiveUnpacked:
+    """Upload (or replace) a file on the project's default branch: 201 for a new path, 200 when
+    the path was known (its row is left unchanged when the content is the same). With
+    ``extract=true`` the upload is an archive whose files are committed over the branch."""
+    project_ready_or_409(project)
+    if extract:
+        try:
+            staged = await received_upload(file, settings.max_upload_bytes)
+        except UploadTooLarge:
+            raise _too_large(settings.max_upload_bytes) from None
+        try:
+            files, commit = await unpack_onto_default_branch(state, project, staged.path)
+        finally:
+            staged.path.unlink(missing_ok=True)
+        return ArchiveUnpacked(project_id=project.id, files=files, commit=commit)
     relative = path or file.filename
     if not relative:
         raise _unprocessable("the upload has no file name; give a path")
@@ -136,49 +138,49 @@ async def upload_file(
         raise _unprocessable(f"path not allowed: {err}") from None
     if len(file_path) > 1024:
         raise _unprocessable("the path is too long")
-    try:
-        existing = await run_in_threadpool(files.lstat, file_path)
-    except PathNotAllowed as err:
-        raise _unprocessable(f"path not allowed: {err}") from None
-    if existing is not None and stat.S_ISDIR(existing.st_mode):
-        raise _unprocessable(f"{file_path!r} is a directory")
+    repos = ProjectRepos(settings)
+    if problem := await _conflicting_entry(repos, project, file_path):
+        raise _unprocessable(problem)
     limit = settings.max_upload_bytes
     if file.size is not None and file.size > limit:
         raise _too_large(limit)
     try:
-        staged, size, digest = await run_in_threadpool(_stage, files, file_path, file.file, limit)
-    except _TooLarge:
+        staged = await received_upload(file, limit)
+    except UploadTooLarge:
         raise _too_large(limit) from None
-    except (PathNotAllowed, NotADirectoryError) as err:
-        raise _unprocessable(f"path not allowed: {err}") from None
     try:
-        return await _upsert(db, project, file, staged, file_path, size, digest, response)
-    except PathNotAllowed as err:
-        raise _unprocessable(f"path not allowed: {err}") from None
+        return await _upsert(db, repos, project, file, staged, file_path, response)
     finally:
-        staged.discard()
+        staged.path.unlink(missing_ok=True)
+
+
+async def _place(repos: ProjectRepos, project: Project, file_path: str, staged: Path) -> None:
+    """The upload committed onto the default branch."""
+    await repos.commit_files(
+        project.id, project.default_branch, f"codexflow: upload {file_path}",
+        add={file_path: staged},
+    )  # fmt: skip
 
 
 async def _upsert(
     db: DbDep,
+    repos: ProjectRepos,
     project: Project,
     file: UploadFile,
-    staged: Staged,
+    staged: Received,
     file_path: str,
-    size: int,
-    digest: str,
     response: Response,
 ) -> ProjectFile:
-    """Commit the row, then move the file into place; the row is undone if the move fails."""
+    """Commit the row, then the file; the row is undone if the file's commit fails."""
     row = await db.scalar(
         select(ProjectFile).where(
             ProjectFile.project_id == project.id, ProjectFile.file_path == file_path
         )
     )
-    if row is not None and row.content_hash == digest:
-        # Same content: the row stays as it is; the bytes are put back in case the workspace's
-        # copy was edited or removed since.
-        _place(staged)
+    if row is not None and row.content_hash == staged.sha256:
+        # Same content: the row stays as it is; the bytes are committed again in case the
+        # branch's copy was changed or removed since.
+        await _place(repos, project, file_path, staged.path)
         return row
 
     values: dict[str, Any] = {
@@ -186,8 +188,8 @@ async def _upsert(
         "file_type": (
             file.content_type or mimetypes.guess_type(file_path)[0] or "application/octet-stream"
         )[:255],
-        "file_size": size,
-        "content_hash": digest,
+        "file_size": staged.size,
+        "content_hash": staged.sha256,
         "file_metadata": {"original_filename": file.filename} if file.filename else {},
         "uploaded_at": utcnow(),
     }
@@ -203,7 +205,7 @@ async def _upsert(
                 f"another upload created {file_path!r} at the same time; try again",
             ) from None
         try:
-            _place(staged)
+            await _place(repos, project, file_path, staged.path)
         except Exception:
             await _compensate(db, row, None)
             raise
@@ -215,7 +217,7 @@ async def _upsert(
         setattr(row, key, value)
     await db.commit()
     try:
-        _place(staged)
+        await _place(repos, project, file_path, staged.path)
     except Exception:
         await _compensate(db, row, previous)
         raise
@@ -223,8 +225,8 @@ async def _upsert(
 
 
 async def _compensate(db: DbDep, row: ProjectFile, previous: dict[str, Any] | None) -> None:
-    """Undo a committed row after its file could not be moved into place: delete a new row,
-    or put back the previous values of an updated one."""
+    """Undo a committed row after its file could not be committed: delete a new row, or put back
+    the previous values of an updated one."""
     try:
         if previous is None:
             await db.delete(row)
@@ -233,7 +235,7 @@ async def _compensate(db: DbDep, row: ProjectFile, previous: dict[str, Any] | No
                 setattr(row, key, value)
         await db.commit()
     except Exception:
-        log.exception("could not undo file row %s after a failed move", row.id)
+        log.exception("could not undo file row %s after a failed commit", row.id)
 
 
 @router.get("/project/{project_id}", response_model=list[FileResponse], responses=NOT_FOUND)
@@ -256,45 +258,22 @@ async def get_file_or_404(db: DbDep, file_id: str) -> tuple[ProjectFile, Project
     return row, project
 
 
-def _on_disk(row: ProjectFile, project: Project) -> ConfinedDir | None:
-    """The workspace when the row's path still names a file or link in it, else None."""
-    files = ConfinedDir(Path(project.workspace_path))
-    try:
-        entry = files.lstat(row.file_path)
-    except PathNotAllowed:
-        return None
-    return files if entry is not None and not stat.S_ISDIR(entry.st_mode) else None
-
-
-@router.get(
-    "/{file_id}/download",
-    response_class=StreamingResponse,
-    responses={**DOWNLOAD, **NOT_FOUND},
-)
-async def download_file(file_id: str, db: DbDep) -> StreamingResponse:
-    """The file's current bytes in the workspace, as an attachment (a link is not followed)."""
+@router.get("/{file_id}/download", response_class=RawResponse, responses={**DOWNLOAD, **NOT_FOUND})
+async def download_file(file_id: str, db: DbDep, settings: SettingsDep) -> RawResponse:
+    """The file's bytes on the default branch, as an attachment (a link is not a file)."""
     row, project = await get_file_or_404(db, file_id)
-    try:
-        opened = await run_in_threadpool(
-            ConfinedDir(Path(project.workspace_path)).open_file, row.file_path
-        )
-    except (FileNotFoundError, PathNotAllowed):
+    repos = ProjectRepos(settings)
+    entry = await repos.entry(project.id, project.default_branch, row.file_path)
+    if entry is None or entry.mode not in _FILE_MODES:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
-            f"file {file_id} ({row.file_path}) is missing from the workspace",
-        ) from None
-    size = os.fstat(opened.fileno()).st_size
-
-    def chunks() -> Iterator[bytes]:
-        with opened:
-            while chunk := opened.read(CHUNK_BYTES):
-                yield chunk
-
-    return StreamingResponse(
-        chunks(),
+            f"file {file_id} ({row.file_path}) is not a file on {project.default_branch}",
+        )
+    data = await repos.read(project.id, project.default_branch, row.file_path)
+    return RawResponse(
+        data,
         media_type=row.file_type or "application/octet-stream",
         headers={
-            "Content-Length": str(size),
             "Content-Disposition": _attachment(row.filename),
             "X-Content-Type-Options": "nosniff",
         },
@@ -308,48 +287,39 @@ def _attachment(filename: str) -> str:
 
 
 @router.delete("/{file_id}", response_model=Deleted, responses=NOT_FOUND)
-async def delete_file(file_id: str, db: DbDep) -> Deleted:
-    """Remove the file from the workspace and its row (both or neither); a link is removed, never
-    what it points to."""
+async def delete_file(file_id: str, db: DbDep, settings: SettingsDep) -> Deleted:
+    """Remove the file from the default branch (a commit) and its row: the row first, put back if
+    the commit fails. A link at the path is removed, never what it points to."""
     row, project = await get_file_or_404(db, file_id)
-    files = _on_disk(row, project)
-    # Moved aside first, so a failed commit can put it back.
-    parent = PurePosixPath(row.file_path).parent
-    aside = (parent / f"{DELETE_PREFIX}{uuid4().hex}").as_posix()
-    if files is not None:
-        await run_in_threadpool(files.rename, row.file_path, aside)
+    repos = ProjectRepos(settings)
+    kept = {c.key: getattr(row, c.key) for c in ProjectFile.__table__.columns}
+    await db.delete(row)
+    await db.commit()
     try:
-        await db.delete(row)
+        if await repos.entry(project.id, project.default_branch, row.file_path) is not None:
+            await repos.commit_files(
+                project.id, project.default_branch, f"codexflow: delete {row.file_path}",
+                remove=(row.file_path,),
+            )  # fmt: skip
+    except Exception:
+        db.add(ProjectFile(**kept))
         await db.commit()
-    except BaseException:
-        if files is not None:
-            await run_in_threadpool(files.rename, aside, row.file_path)
         raise
-    if files is not None:
-        await run_in_threadpool(files.remove, aside)
     return Deleted(id=file_id)
 
 
 @router.get("/tree/{project_id}", response_model=FileTree, responses=NOT_FOUND)
-async def workspace_tree(project: ProjectDep) -> FileTree:
-    """Everything in the workspace but .git (at most 5000 entries), depth first by name."""
-    workspace = Path(project.workspace_path)
-    if not workspace.is_dir():
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, f"the workspace of project {project.id} is missing"
-        )
-    entries, truncated = await run_in_threadpool(_walk, ConfinedDir(workspace), MAX_TREE_ENTRIES)
-    return FileTree(project_id=project.id, entries=entries, truncated=truncated)
-
-
-def _walk(files: ConfinedDir, limit: int) -> tuple[list[TreeEntry], bool]:
-    """Depth first, links listed but never followed; stops after ``limit`` entries."""
-    entries: list[TreeEntry] = []
-    for entry in files.walk(".", skip=frozenset({".git"})):
-        if entry.path.split("/", 1)[0].casefold() == ".git":
-            continue
-        if len(entries) >= limit:
-            return entries, True
-        size = None if entry.is_dir or entry.is_link else entry.size
-        entries.append(TreeEntry(path=entry.path, is_dir=entry.is_dir, size=size))
-    return entries, False
+async def workspace_tree(project: ProjectDep, settings: SettingsDep) -> FileTree:
+    """Everything on the project's default branch (at most 5000 entries), depth first by name."""
+    project_ready_or_409(project)
+    entries = await ProjectRepos(settings).tree(project.id, project.default_branch)
+    shown = [
+        TreeEntry(path=e.path, is_dir=e.is_dir, size=None if e.is_dir else e.size)
+        for e in entries[:MAX_TREE_ENTRIES]
+    ]
+    return FileTree(
+        project_id=project.id,
+        ref=project.default_branch,
+        entries=shown,
+        truncated=len(entries) > MAX_TREE_ENTRIES,
+    )

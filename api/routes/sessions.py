@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
+from starlette.background import BackgroundTask
+from temporalio.client import WorkflowFailureError
 
 from api.deps import (
     DbDep,
@@ -25,15 +31,22 @@ from api.schemas import (
     Cancelling,
     ConversationResponse,
     LiveStatus,
+    PushRequest,
     ReviewAccepted,
     SessionCreate,
     SessionList,
     SessionResponse,
     SessionStarted,
 )
-from api.services import conflict_unless_running, send_review, start_session
+from api.services import (
+    conflict_unless_running,
+    project_ready_or_409,
+    send_review,
+    start_session,
+)
 from config import Settings
 from core.git import GitError, UntrustedConfig
+from core.repos import ProjectRepos
 from core.vocabulary import (
     FINISHED,
     EventKind,
@@ -41,9 +54,11 @@ from core.vocabulary import (
     session_workflow_id,
     temporal_ui_url,
 )
-from core.workspaces import repo_of
-from store.models import Conversation, Project, RunSession, SessionEvent, new_id
+from store.models import Conversation, RunSession, SessionEvent, new_id
+from workflows.codex_task import innermost_reason
 from workflows.pipeline import PipelineWorkflow
+from workflows.repository import DeliveryWorkflow
+from workflows.types.repository import Delivery, PushInput
 from workflows.types.review import Review
 
 router = APIRouter(prefix="/api/sessions", tags=["Sessions"])
@@ -95,7 +110,7 @@ async def create_session(body: SessionCreate, db: DbDep, state: StateDep) -> Ses
             state.settings.sandbox_for(body.options.codex_sandbox)
         except ValueError as err:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(err)) from None
-    await project_or_404(db, body.project_id)
+    project_ready_or_409(await project_or_404(db, body.project_id))
     session_id = new_id()
     row = RunSession(
         id=session_id,
@@ -285,14 +300,114 @@ async def session_diff(
     ]
     if not stages:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no finished stage matches")
-    project = await db.get(Project, row.project_id)
-    if project is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"project {row.project_id} not found")
-    try:
-        repo = repo_of(settings, Path(project.workspace_path))
-        text = await repo.diff(stages[0]["parent"], stages[-1]["commit"])
-    except UntrustedConfig as err:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"the diff is refused: {err}") from None
-    except (GitError, OSError) as err:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"the diff is unavailable: {err}") from None
+    with _from_the_repository("diff"):
+        central = ProjectRepos(settings).central(row.project_id)
+        text = await central.diff(stages[0]["parent"], stages[-1]["commit"])
     return PlainTextResponse(text, media_type="text/x-diff")
+
+
+# --- delivery ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _from_the_repository(what: str) -> Iterator[None]:
+    """git's refusals and failures as HTTP answers: 409 for a config it refuses, 404 else."""
+    try:
+        yield
+    except UntrustedConfig as err:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the {what} is refused: {err}") from None
+    except (GitError, OSError) as err:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"the {what} is unavailable: {err}"
+        ) from None
+
+
+def _branch_or_409(row: RunSession) -> tuple[str, str]:
+    if not (row.branch and row.base_commit):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"session {row.id} has no branch yet (it has not started)"
+        )
+    return row.branch, row.base_commit
+
+
+@router.get(
+    "/{session_id}/patch",
+    response_class=PlainTextResponse,
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "an mbox: `git am` it on base_commit"},
+        **NOT_FOUND,
+        **CONFLICT,
+    },
+)
+async def session_patch(row: SessionDep, settings: SettingsDep) -> PlainTextResponse:
+    """The session's commits as a ``git format-patch`` mbox that ``git am`` applies on its
+    ``base_commit``."""
+    branch, base = _branch_or_409(row)
+    with _from_the_repository("patch"):
+        central = ProjectRepos(settings).central(row.project_id)
+        text = await central.run(
+            "format-patch", "--stdout", "--no-ext-diff", "--no-textconv", f"{base}..{branch}"
+        )
+    return PlainTextResponse(text, media_type="text/plain")
+
+
+@router.get(
+    "/{session_id}/bundle",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "a git bundle"},
+        **NOT_FOUND,
+        **CONFLICT,
+    },
+)
+async def session_bundle(row: SessionDep, settings: SettingsDep) -> FileResponse:
+    """A git bundle of the session's branch: ``git clone session.bundle`` gives its history.
+    Streamed from a temporary file, removed once sent."""
+    branch, _ = _branch_or_409(row)
+    tmp = Path(tempfile.mkdtemp(prefix="codexflow-bundle-"))
+    bundle = tmp / "session.bundle"
+    try:
+        with _from_the_repository("bundle"):
+            central = ProjectRepos(settings).central(row.project_id)
+            await central.run("bundle", "create", "-q", str(bundle), f"refs/heads/{branch}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return FileResponse(
+        bundle,
+        media_type="application/octet-stream",
+        filename=f"{branch.replace('/', '-')}.bundle",
+        background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True),
+    )
+
+
+@router.post(
+    "/{session_id}/push",
+    response_model=Delivery,
+    responses={**NOT_FOUND, **CONFLICT, **UNAVAILABLE, 502: {"description": "the push failed"}},
+)
+async def push_session(
+    row: SessionDep,
+    state: StateDep,
+    body: PushRequest | None = None,
+) -> Delivery:
+    """Push the session's branch to the project's origin (again: nothing changes if it is there
+    already); the result is recorded with the session."""
+    branch, _ = _branch_or_409(row)
+    client = await state.temporal.get()
+    try:
+        return await client.execute_workflow(
+            DeliveryWorkflow.run,
+            PushInput(
+                project_id=row.project_id,
+                session_id=row.id,
+                branch=branch,
+                remote_branch=body.remote_branch if body else None,
+            ),
+            id=f"deliver-{row.id}-{new_id()[:8]}",
+            task_queue=state.settings.task_queue,
+        )
+    except WorkflowFailureError as err:
+        reason = innermost_reason(err)
+        code = status.HTTP_409_CONFLICT if "no origin" in reason else status.HTTP_502_BAD_GATEWAY
+        raise HTTPException(code, reason) from None

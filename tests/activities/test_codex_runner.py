@@ -16,7 +16,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.codex import CodexRunner, codex_command
 from activities.records import Recorder
-from activities.workspace import checkpoint
+from activities.workspace import Workspace, checkpoint
 from config import Settings
 from core.codex_cli import codex_env
 from core.workspaces import repo_of
@@ -167,10 +167,17 @@ async def test_retry_restores_the_starting_checkpoint(
     settings: Settings, recorder: Recorder, workspace: Path
 ) -> None:
     (workspace / "log.txt").write_text("base\n")
-    base = (await checkpoint(repo_of(settings, workspace), "base")).commit
+    (workspace / ".gitignore").write_text("build/\n")
+    base = (await checkpoint(Workspace(repo_of(settings, workspace)), settings, "base")).commit
+    # Ignored files a build or an install made (and that took minutes to make).
+    for ignored in ("build/out.bin", "node_modules/dep/index.js", ".venv/bin/python"):
+        (workspace / ignored).parent.mkdir(parents=True, exist_ok=True)
+        (workspace / ignored).write_text("expensive")
     # What a crashed first attempt left behind: a half-done edit and a stray file.
     (workspace / "log.txt").write_text("base\nfirst attempt\n")
     (workspace / "stray.txt").write_text("half done")
+    (workspace / "src").mkdir()
+    (workspace / "src" / "stray.py").write_text("half done")
 
     env = ActivityEnvironment()
     env.info = dataclasses.replace(env.info, attempt=2, heartbeat_details=[{"base_commit": base}])
@@ -178,8 +185,10 @@ async def test_retry_restores_the_starting_checkpoint(
         CodexRunner(settings, recorder).run, task(workspace, "append=log.txt:second\\n")
     )
     assert (workspace / "log.txt").read_text() == "base\nsecond\n"
-    assert not (workspace / "stray.txt").exists()
+    assert not (workspace / "stray.txt").exists() and not (workspace / "src").exists()
     assert result.attempt == 2 and result.changed_files == ["log.txt"]
+    for ignored in ("build/out.bin", "node_modules/dep/index.js", ".venv/bin/python"):
+        assert (workspace / ignored).read_text() == "expensive", ignored
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,16 @@ from core.vocabulary import CodexTaskState, EventKind, Outcome, Role, SessionSta
 from store.db import make_engine
 from store.models import CodexTask, Conversation, Message, Project, RunSession
 from workflows.types.codex import CodexResult, CodexTaskInput
-from workflows.types.records import ConversationRecord, MessageRecord, SessionPatch, SessionStart
+from workflows.types.records import (
+    ConversationRecord,
+    MessageRecord,
+    ProjectImported,
+    SessionPatch,
+    SessionStart,
+)
 
 START = SessionStart(
-    session_id="s1", project_id="p1", workspace="/ws/p1", workflow_id="session-s1",
+    session_id="s1", project_id="p1", workflow_id="session-s1",
     user_request="Build a calculator.",
 )  # fmt: skip
 
@@ -122,3 +128,22 @@ async def test_codex_task_lifecycle_twice_leaves_one_row(recorder: Recorder) -> 
         assert row is not None and row.status == "completed" and row.output_files == ["calc.py"]
         assert row.session_id == "s1" and row.agent_type == "builder" and row.exit_code == 0
     assert (await kinds(recorder)).count("codex.finished") == 1
+
+
+async def test_an_import_shows_its_progress_then_settles_once(recorder: Recorder) -> None:
+    async with recorder.db() as db:
+        db.add(Project(id="p9", name="p", workspace_path="/r/p9.git", status="importing"))
+        await db.commit()
+    await recorder.project_progress("p9", "Receiving objects 42%")
+    async with recorder.db() as db:
+        assert (await db.get(Project, "p9")).import_progress == "Receiving objects 42%"  # type: ignore[union-attr]
+
+    records = RecordActivities(recorder)
+    await twice(records.project_import, ProjectImported(project_id="p9", default_branch="trunk"))
+    # A late progress line (or a second result) changes nothing once it is settled.
+    await recorder.project_progress("p9", "Resolving deltas 99%")
+    await records.project_import(ProjectImported(project_id="p9", error="too late"))
+    async with recorder.db() as db:
+        row = await db.get(Project, "p9")
+        assert row is not None and row.status == "ready" and row.default_branch == "trunk"
+        assert row.import_progress is None and row.error is None

@@ -23,7 +23,7 @@ def test_a_task_sees_its_workspace_its_git_dir_read_only_and_its_own_codex_home(
     (settings.codex_home / "auth.json").write_text('{"token": "t"}')
     git_dir = repo_of(settings, workspace).git_dir
     binary = Path("/opt/codex/vendor/x86_64/bin/codex")
-    with task_box(settings, workspace, git_dir) as box:
+    with task_box(settings, workspace, (git_dir,), "p") as box:
         args = box.wrap(settings, binary, ["codex", "exec"])
         env = box.env({"PATH": "/usr/bin"})
         home = box.codex_home
@@ -41,10 +41,7 @@ def test_a_task_sees_its_workspace_its_git_dir_read_only_and_its_own_codex_home(
     )
     assert env["CODEX_HOME"] == INSIDE_CODEX_HOME and env["HOME"] == env["TMPDIR"] == "/tmp"
     # The project's home has the operator's login copied in, readable by its owner only.
-    assert (
-        home == codex_home_of(settings, workspace)
-        and (home / "auth.json").stat().st_mode & 0o077 == 0
-    )
+    assert home == codex_home_of(settings, "p") and (home / "auth.json").stat().st_mode & 0o077 == 0
 
 
 def test_a_missing_bubblewrap_is_a_clear_error_not_an_unsandboxed_run(
@@ -52,13 +49,16 @@ def test_a_missing_bubblewrap_is_a_clear_error_not_an_unsandboxed_run(
 ) -> None:
     settings = settings.model_copy(update={"bwrap_bin": "no-such-bwrap"})
     git_dir = repo_of(settings, workspace).git_dir
-    with task_box(settings, workspace, git_dir) as box, pytest.raises(ApplicationError) as missing:
+    with (
+        task_box(settings, workspace, (git_dir,), "p") as box,
+        pytest.raises(ApplicationError) as missing,
+    ):
         box.wrap(settings, Path("/bin/codex"), ["codex"])
     assert missing.value.non_retryable and "apt-get install bubblewrap" in str(missing.value)
 
 
 def test_without_isolation_codex_runs_as_is(settings: Settings, workspace: Path) -> None:
     settings = settings.model_copy(update={"codex_isolation": "none"})
-    with task_box(settings, workspace, repo_of(settings, workspace).git_dir) as box:
+    with task_box(settings, workspace, (repo_of(settings, workspace).git_dir,), "p") as box:
         assert box.wrap(settings, Path("/bin/codex"), ["codex", "exec"]) == ["codex", "exec"]
         assert box.env({})["CODEX_HOME"] == str(box.codex_home)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.workspace import changed_files, checkpoint, resolve_workspace, restore
+from activities.workspace import Workspace, changes, checkpoint, resolve_workspace, restore
 from config import Settings
 from core.workspaces import create_workspace, repo_of
 from tests.helpers.git import git
@@ -22,31 +22,38 @@ async def test_checkpoint_restore_and_changed_files(settings: Settings) -> None:
 
     (ws / "keep.txt").write_text("v1\n")
     (ws / "gone.txt").write_text("bye\n")
-    cp = await checkpoint(repo, "two files")
+    cp = await checkpoint(Workspace(repo), settings, "two files")
     assert cp.parent == first and cp.commit != first
     assert sorted(cp.changed_files) == ["gone.txt", "keep.txt"]
     assert "2 files changed" in cp.diffstat
 
-    same = await checkpoint(repo, "nothing changed")
+    same = await checkpoint(Workspace(repo), settings, "nothing changed")
     assert same.commit == cp.commit and same.changed_files == []
 
     (ws / "keep.txt").write_text("v2\n")
     (ws / "gone.txt").unlink()
     (ws / "new" / "deep").mkdir(parents=True)
     (ws / "new" / "deep" / "file.txt").write_text("x")
-    assert sorted(await changed_files(repo, cp.commit)) == [
+    (ws / "node_modules").mkdir()
+    (ws / "node_modules" / "dep.js").write_text("kept")  # ignored: build litter, never committed
+    later = await checkpoint(Workspace(repo), settings, "more")
+    assert sorted((await changes(repo, cp.commit))[0]) == [
         "gone.txt",
         "keep.txt",
         "new/deep/file.txt",
     ]
-    # Scanning must not touch the real index.
-    assert "new/deep/file.txt" not in await git(ws, "diff", "--cached", "--name-only")
 
+    # A restore (a codex retry) undoes what changed since and keeps ignored files.
     await restore(repo, cp.commit)
     assert (ws / "keep.txt").read_text() == "v1\n"
     assert (ws / "gone.txt").exists()
     assert not (ws / "new").exists()
-    assert await changed_files(repo, cp.commit) == []
+    assert (ws / "node_modules" / "dep.js").read_text() == "kept"
+    assert (await changes(repo, cp.commit, later.commit))[0] == [
+        "gone.txt",
+        "keep.txt",
+        "new/deep/file.txt",
+    ]
 
 
 async def test_hooks_never_run(settings: Settings, tmp_path: Path) -> None:
@@ -57,7 +64,7 @@ async def test_hooks_never_run(settings: Settings, tmp_path: Path) -> None:
     hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
     os.chmod(hook, 0o755)
     (ws / "a.txt").write_text("a")
-    await checkpoint(repo_of(settings, ws), "with a hook present")
+    await checkpoint(Workspace(repo_of(settings, ws)), settings, "with a hook present")
     assert not marker.exists()
 
 
@@ -78,9 +85,9 @@ async def test_an_old_workspace_has_its_git_directory_moved_out(settings: Settin
         "-m",
         "old",
     )
-    repo = resolve_workspace(settings, str(ws))
-    assert repo.git_dir.is_dir() and (ws / ".git").is_file()
-    assert (await checkpoint(repo, "adopted")).changed_files == ["a.txt"]
+    workspace = resolve_workspace(settings, str(ws))
+    assert workspace.repo.git_dir.is_dir() and (ws / ".git").is_file()
+    assert (await checkpoint(workspace, settings, "adopted")).changed_files == ["a.txt"]
 
 
 async def test_workspace_outside_root_is_refused(settings: Settings, tmp_path: Path) -> None:

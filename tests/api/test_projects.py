@@ -16,9 +16,11 @@ async def test_create_get_list_and_soft_delete(api: httpx.AsyncClient, settings:
     created = await api.post("/api/projects/", json={"name": "calc", "description": "A calculator"})
     assert created.status_code == 201, created.text
     project = created.json()
-    workspace = Path(project["workspace_path"])
-    assert workspace.parent == settings.workspace_root() and (workspace / ".git").is_file()
-    assert (settings.repos_path() / f"{workspace.name}.git" / "HEAD").is_file()
+    repository = Path(project["workspace_path"])  # the central repository
+    assert repository == settings.repos_path() / f"{project['id']}.git"
+    assert (repository / "HEAD").is_file()
+    assert project["status"] == "ready" and project["default_branch"] == "main"
+    assert project["repository"] is None and project["error"] is None
     assert project["is_active"] and project["settings"] == {}
 
     assert (await api.get(f"/api/projects/{project['id']}")).json()["name"] == "calc"
@@ -34,7 +36,7 @@ async def test_create_get_list_and_soft_delete(api: httpx.AsyncClient, settings:
     assert (await api.get("/api/projects/")).json()["total"] == 1
     everything = (await api.get("/api/projects/", params={"active_only": False})).json()
     assert everything["total"] == 2
-    assert workspace.exists()  # a soft delete keeps the workspace
+    assert repository.exists()  # a soft delete keeps the repository
 
 
 @pytest.mark.parametrize(
@@ -47,10 +49,8 @@ async def test_bad_project_bodies_are_422_and_write_nothing(
     answer = await api.post("/api/projects/", json=body)
     assert answer.status_code == 422 and answer.json()["detail"]
     assert (await api.get("/api/projects/")).json()["total"] == 0
-    root = settings.workspace_root()
-    assert (
-        not root.exists() or list(root.iterdir()) == [root / "project"] or not any(root.iterdir())
-    )
+    root = settings.repos_path()
+    assert not root.exists() or not any(root.iterdir())
 
 
 async def test_pagination_bounds_and_unknown_ids(api: httpx.AsyncClient) -> None:

@@ -90,7 +90,7 @@ async def _no_codex(ctx: object, prompt: str) -> str:
 def test_each_role_gets_its_tools_and_report_type(role: Role) -> None:
     agent = build_agent(role, "gpt-5.5", _no_codex)
     names = [tool.name for tool in agent.tools]
-    expected = ["run_codex", "read_file", "list_files", "read_agents_md"]
+    expected = ["run_codex", "read_file", "search", "list_files", "read_agents_md"]
     assert names == expected + (["save_agents_md"] if role is Role.PLANNER else [])
     assert agent.output_type is not None and agent.model == "gpt-5.5"
     chat = build_agent(role, "gpt-5.5", _no_codex, chat=True)
@@ -101,7 +101,9 @@ def test_tool_schemas_hide_the_run_context() -> None:
     """The model chooses only a path or a prompt; the workspace comes from the AgentContext."""
     agent = build_agent(Role.PLANNER, "gpt-5.5", _no_codex)
     schemas = {t.name: t.params_json_schema for t in agent.tools if isinstance(t, FunctionTool)}
-    assert set(schemas["read_file"]["properties"]) == {"path"}
+    assert set(schemas["read_file"]["properties"]) == {"path", "start_line", "max_lines"}
+    assert set(schemas["search"]["properties"]) == {"pattern", "path"}
+    assert set(schemas["list_files"]["properties"]) == {"path", "depth", "offset"}
     assert set(schemas["save_agents_md"]["properties"]) == {"content"}
     assert set(schemas["run_codex"]["properties"]) == {"prompt"}
     assert "ctx" not in str(schemas) and AgentContext.__name__ not in str(schemas)

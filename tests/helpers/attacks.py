@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agents import ModelResponse
@@ -22,6 +23,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
+from core.repos import ProjectRepos
 from devkit.agent_model import ScriptedAgentModel, Turn, report, tool
 from devkit.brain import codex_prompt
 from devkit.responses_server import Message, ScriptedResponsesServer, ToolCall
@@ -93,6 +95,7 @@ class Attack:
     handle: WorkflowHandle
     codex: CodexPlaybook
     server: ScriptedResponsesServer
+    worktree: Path  # where the session works
 
 
 @asynccontextmanager
@@ -100,12 +103,12 @@ async def attacking(
     env: WorkflowEnvironment,
     settings: Settings,
     task_queue: str,
-    workspace: str,
+    project: str,
     play: Callable[[Turn], ModelResponse],
     codex: CodexPlaybook,
     **options: Any,
 ) -> AsyncIterator[Attack]:
-    """A session on ``workspace`` whose agents play ``play`` and whose real codex plays ``codex``,
+    """A session of ``project`` whose agents play ``play`` and whose real codex plays ``codex``,
     served by an in-process worker with the default security settings."""
     with ScriptedResponsesServer(codex) as server:
         real = settings.model_copy(
@@ -118,15 +121,16 @@ async def attacking(
                 PipelineWorkflow.run,
                 PipelineInput(
                     session_id=session,
-                    project_id=session,
-                    workspace=workspace,
+                    project_id=project,
                     user_request="Do as the README says.",
                     options=PipelineOptions(codex_heartbeat_s=5, **options),
                 ),
                 id=f"session-{session}",
                 task_queue=task_queue,
             )
-            yield Attack(client, real, handle, codex, server)
+            worktree = ProjectRepos(settings).worktree(project, session).work_tree
+            assert worktree is not None
+            yield Attack(client, real, handle, codex, server, worktree)
 
 
 async def everything_recorded(attack: Attack) -> str:

@@ -51,7 +51,7 @@ async def test_an_activity_line_carries_the_session_and_workflow_ids(
         workflow_id="session-s1", workflow_run_id="run-1", activity_type="record_session_start",
         attempt=2,
     )  # fmt: skip
-    start = SessionStart(session_id="s1", project_id="p1", workspace=str(settings.workspaces_root),
+    start = SessionStart(session_id="s1", project_id="p1",
                          workflow_id="session-s1", user_request="build it", options={})  # fmt: skip
     await env.run(RecordActivities(recorder).session_start, start)
 

@@ -16,8 +16,8 @@ from temporalio.openai_agents.testing import TestModelProvider
 from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
+from core.repos import ProjectRepos
 from core.temporal import connect
-from core.workspaces import create_workspace
 from devkit.agent_model import ScriptedAgentModel, Turn, pipeline_script
 from devkit.processes import free_port
 from observability.metrics import worker_runtime
@@ -48,14 +48,12 @@ class Run:
 
     async def start(self, request: str) -> WorkflowHandle:
         session = uuid.uuid4().hex[:8]
-        workspace = self.settings.workspaces_root / session
-        await create_workspace(self.settings, workspace)
+        await ProjectRepos(self.settings).create(session)
         return await self.client.start_workflow(
             PipelineWorkflow.run,
             PipelineInput(
                 session_id=session,
                 project_id=session,
-                workspace=str(workspace),
                 user_request=request,
                 options=PipelineOptions(codex_heartbeat_s=2),
             ),

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from api.app import create_app
 from config import Settings
+from core.repos import ProjectRepos
 from devkit.processes import free_port
 from observability.logs import RedactTokens
 from store.db import make_engine, make_sessionmaker
@@ -214,11 +215,12 @@ async def test_a_sandbox_past_the_operators_ceiling_is_refused(api: httpx.AsyncC
     assert tighter.status_code == 201
 
 
-async def test_deleting_a_file_whose_path_became_a_link_removes_only_the_link(
-    api: httpx.AsyncClient, tmp_path: Path
+async def test_a_file_whose_path_became_a_link_is_never_read_or_followed(
+    api: httpx.AsyncClient, api_settings: Settings, tmp_path: Path
 ) -> None:
+    """A session may commit a link where an uploaded file was (a branch merged back, say): the
+    download refuses it and the delete removes the entry, never what it points to."""
     project = (await api.post("/api/projects/", json={"name": "p"})).json()
-    workspace = Path(project["workspace_path"])
     row = (
         await api.post(
             f"/api/files/upload/{project['id']}", files={"file": ("a.txt", b"a", "text/plain")}
@@ -226,12 +228,17 @@ async def test_deleting_a_file_whose_path_became_a_link_removes_only_the_link(
     ).json()
     canary = tmp_path / "precious.txt"
     canary.write_text("keep me")
-    (workspace / "a.txt").unlink()
-    (workspace / "a.txt").symlink_to(canary)
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / "a.txt").symlink_to(canary)
+    repos = ProjectRepos(api_settings)
+    await repos.commit_files(project["id"], "main", "a link", directory=staged)
+    assert (await repos.entry(project["id"], "main", "a.txt")).mode == "120000"  # type: ignore[union-attr]
     download = await api.get(f"/api/files/{row['id']}/download")
-    assert download.status_code == 404  # never read through the link
+    assert download.status_code == 404 and "keep me" not in download.text
     assert (await api.delete(f"/api/files/{row['id']}")).status_code == 200
-    assert canary.read_text() == "keep me" and not os.path.lexists(workspace / "a.txt")
+    assert await repos.entry(project["id"], "main", "a.txt") is None
+    assert canary.read_text() == "keep me"
 
 
 async def test_health_starts_codex_at_most_once_a_minute(

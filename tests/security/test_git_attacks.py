@@ -7,16 +7,19 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import update
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.workspace import WorkspaceActivities
 from config import Settings
 from core.git import UntrustedConfig, audit, git_env
+from core.repos import ProjectRepos
 from core.vocabulary import EventKind
 from core.workspaces import repo_of
-from store.db import make_engine
+from store.db import make_engine, make_sessionmaker
 from store.events import EventLog, NewEvent
+from store.models import RunSession
 from workflows.types.workspace import CheckpointInput
 
 PROGRAM_SETTINGS = [
@@ -82,33 +85,44 @@ async def test_attributes_alone_run_nothing(
     assert sorted(checkpoint.changed_files) == [".gitattributes", "a.txt"]
 
 
-async def test_the_api_diff_refuses_a_poisoned_repository_and_runs_no_textconv(
+async def test_the_api_refuses_a_poisoned_repository_and_runs_no_textconv(
     api: httpx.AsyncClient, api_settings: Settings, tmp_path: Path
 ) -> None:
+    """The diff, patch and bundle of a session whose central repository's config names a
+    program are refused (409) without running it; with no such config, attributes run nothing."""
     project = (await api.post("/api/projects/", json={"name": "p"})).json()
-    workspace = Path(project["workspace_path"])
-    repo = repo_of(api_settings, workspace)
-    parent = (await repo.run("rev-parse", "HEAD")).strip()
-    (workspace / ".gitattributes").write_text("* diff=evil\n")
-    (workspace / "a.txt").write_text("hello\n")
-    await repo.run("add", "-A")
-    await repo.run("commit", "-qm", "stage")
-    commit = (await repo.run("rev-parse", "HEAD")).strip()
+    repos = ProjectRepos(api_settings)
+    parent = await repos.resolve(project["id"], "main")
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / ".gitattributes").write_text("* diff=evil\n")
+    (staged / "a.txt").write_text("hello\n")
+    commit = await repos.commit_files(project["id"], "main", "stage", directory=staged)
     session = (
         await api.post("/api/sessions/", json={"project_id": project["id"], "user_request": "r"})
     ).json()
     engine = make_engine(api_settings.database_url)
     payload = {"stage": "builder", "iteration": 1, "commit": commit, "parent": parent}
     await EventLog(engine).append([NewEvent(session["id"], EventKind.STAGE_COMPLETED, payload)])
+    async with make_sessionmaker(engine)() as db:
+        await db.execute(
+            update(RunSession)
+            .where(RunSession.id == session["id"])
+            .values(branch="main", base_commit=parent)
+        )
+        await db.commit()
     await engine.dispose()
 
-    clean = await api.get(f"/api/sessions/{session['id']}/diff")
+    sid = session["id"]
+    clean = await api.get(f"/api/sessions/{sid}/diff")
     assert clean.status_code == 200 and "+hello" in clean.text
+    assert "+hello" in (await api.get(f"/api/sessions/{sid}/patch")).text
 
     marker = tmp_path / "textconv-ran"
-    _poison(repo.git_dir, "diff.evil.textconv={run}", marker)
-    refused = await api.get(f"/api/sessions/{session['id']}/diff")
-    assert refused.status_code == 409 and "diff.evil.textconv" in refused.text
+    _poison(repos.central(project["id"]).git_dir, "diff.evil.textconv={run}", marker)
+    for what in ("diff", "patch", "bundle"):
+        refused = await api.get(f"/api/sessions/{sid}/{what}")
+        assert refused.status_code == 409 and "diff.evil.textconv" in refused.text, what
     assert not marker.exists()
 
 

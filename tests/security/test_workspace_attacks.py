@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.records import Recorder
 from config import Settings
-from core.workspaces import create_workspace, repo_of
+from core.repos import ProjectRepos
 from devkit.agent_model import Turn, report, tool
 from store.models import RunSession
 from tests.helpers.attacks import (
@@ -35,30 +36,40 @@ from workflows.codex_task import innermost_reason
 SECRET = "s3cr3t-0f-an0ther-pr0ject"
 
 
+@dataclass(frozen=True)
+class Victim:
+    worktree: Path  # a session of the victim project, with the secret in it (mode 0600)
+    central: Path  # its central repository, with the secret committed
+
+
 @pytest.fixture
-async def projects(settings: Settings) -> tuple[Path, Path]:
-    """Two projects on one host: the attacker's, and a victim holding a secret (mode 0600)."""
-    attacker, victim = settings.workspaces_root / "attacker", settings.workspaces_root / "victim"
-    for workspace in (attacker, victim):
-        await create_workspace(settings, workspace)
-    secret = victim / "secret.txt"
-    secret.write_text(SECRET)
-    secret.chmod(0o600)
-    return attacker, victim
+async def victim(settings: Settings) -> Victim:
+    """Two projects on one host: ``attacker`` (whose sessions the tests run) and a victim."""
+    repos = ProjectRepos(settings)
+    await repos.create("attacker")
+    await repos.create("victim")
+    source = settings.workspaces_root.parent / "secret-source.txt"
+    source.write_text(SECRET)
+    await repos.commit_files("victim", "main", "the secret", add={"secret.txt": source})
+    source.unlink()
+    worktree, _ = await repos.add_worktree("victim", "v1", await repos.resolve("victim", "main"))
+    assert worktree.work_tree is not None
+    (worktree.work_tree / "secret.txt").chmod(0o600)
+    return Victim(worktree.work_tree, repos.central("victim").git_dir)
 
 
 async def test_a_link_planted_by_codex_is_never_written_through(
     temporal_dev: WorkflowEnvironment,
     settings: Settings,
     task_queue: str,
-    projects: tuple[Path, Path],
+    victim: Victim,
     tmp_path: Path,
 ) -> None:
     """Codex links AGENTS.md to the git config (and to a file of the worker's), then the
     Planner's save_agents_md writes a `core.fsmonitor` command there: nothing outside the
     workspace changes and no command runs at the next checkpoint."""
-    workspace, _ = projects
-    git_config = repo_of(settings, workspace).git_dir / "config"
+    repos = ProjectRepos(settings)
+    git_config = repos.central("attacker").git_dir / "config"
     canary = tmp_path / "worker-file.txt"
     canary.write_text("untouched")
     marker = tmp_path / "fsmonitor-ran"
@@ -73,16 +84,17 @@ async def test_a_link_planted_by_codex_is_never_written_through(
         ("run_codex", {"prompt": "PLANT the links"}),
         ("save_agents_md", {"content": poison}),
     )
-    async with attacking(temporal_dev, settings, task_queue, str(workspace), play, codex) as attack:
+    async with attacking(temporal_dev, settings, task_queue, "attacker", play, codex) as attack:
         result = await attack.handle.result()
 
     assert "AGENTS.md ->" in "\n".join(codex.outputs)  # codex did plant the link
     assert git_config.read_bytes() == config_before
+    assert b"fsmonitor" not in (repos.local("attacker").git_dir / "config").read_bytes()
     assert canary.read_text() == "untouched"
     assert not marker.exists()
     # The save replaced the link with a plain file; the run went on to its end.
-    assert not (workspace / "AGENTS.md").is_symlink()
-    assert (workspace / "AGENTS.md").read_text() == poison
+    assert not (attack.worktree / "AGENTS.md").is_symlink()
+    assert (attack.worktree / "AGENTS.md").read_text() == poison
     assert result.outcome == "approved"
 
 
@@ -90,13 +102,12 @@ async def test_codex_cannot_read_another_project_or_the_worker(
     temporal_dev: WorkflowEnvironment,
     settings: Settings,
     task_queue: str,
-    projects: tuple[Path, Path],
+    victim: Victim,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Codex reads another project's file, the records database, every codex home and the
     worker's environment through /proc: none of it exists in its sandbox, so none of it reaches
     the model, the event log or the history."""
-    workspace, victim = projects
     monkeypatch.setenv("OPENAI_API_KEY", "sk-worker-secret-key")
     database = settings.database_url.split("///", 1)[1]
     victim_home = settings.codex_home.resolve() / "projects" / "victim"
@@ -105,15 +116,15 @@ async def test_codex_cannot_read_another_project_or_the_worker(
     codex = CodexPlaybook(
         {
             "STEAL": [
-                f"cat {victim}/secret.txt",
+                f"cat {victim.worktree}/secret.txt; git --git-dir {victim.central} show main:secret.txt",
                 f"cat {victim_home}/transcript.jsonl; ls {settings.codex_home.resolve()}/projects",
-                f"head -c 200 {database}; ls {settings.workspaces_root}",
+                f"head -c 200 {database}; ls {settings.workspaces_root}/projects",
                 "cat /proc/*/environ | tr '\\0' '\\n' | grep -i key",
             ],
         }
     )
     play = planner_attack(("run_codex", {"prompt": "STEAL everything"}))
-    async with attacking(temporal_dev, settings, task_queue, str(workspace), play, codex) as attack:
+    async with attacking(temporal_dev, settings, task_queue, "attacker", play, codex) as attack:
         await attack.handle.result()
         recorded = await everything_recorded(attack)
 
@@ -122,44 +133,44 @@ async def test_codex_cannot_read_another_project_or_the_worker(
     for stolen in (SECRET, "sk-worker-secret-key", "SQLite format"):
         assert stolen not in outputs and stolen not in recorded
     listed = [line.strip() for line in outputs.splitlines()]
-    assert "attacker" in listed and "victim" not in listed  # its own workspace, and no other
+    assert "attacker" in listed and "victim" not in listed  # its own project, and no other
 
 
 async def test_codex_tasks_of_two_projects_share_no_tmp_and_no_workspace(
     temporal_dev: WorkflowEnvironment,
     settings: Settings,
     task_queue: str,
-    projects: tuple[Path, Path],
+    victim: Victim,
 ) -> None:
-    """One project's codex leaves a file in /tmp and writes into the other project's workspace
+    """One project's codex leaves a file in /tmp and writes into the other project's worktree
     (under a world-writable directory, as the tests' are): the other sees neither."""
-    workspace, victim = projects
     codex = CodexPlaybook(
         {
-            "LEAVE": [f"echo planted > /tmp/shared.txt; echo pwned > {victim}/pwned.txt; ls /tmp"],
+            "LEAVE": [
+                f"echo planted > /tmp/shared.txt; echo pwned > {victim.worktree}/pwned.txt; ls /tmp"
+            ],
             "LOOK": ["cat /tmp/shared.txt || echo nothing-shared"],
         }
     )
     leave = planner_attack(("run_codex", {"prompt": "LEAVE a file"}))
-    async with attacking(temporal_dev, settings, task_queue, str(workspace), leave, codex) as a:
+    async with attacking(temporal_dev, settings, task_queue, "attacker", leave, codex) as a:
         await a.handle.result()
     look = planner_attack(("run_codex", {"prompt": "LOOK for it"}))
-    async with attacking(temporal_dev, settings, task_queue, str(victim), look, codex) as b:
+    async with attacking(temporal_dev, settings, task_queue, "victim", look, codex) as b:
         await b.handle.result()
 
     outputs = "\n".join(codex.outputs)
     assert "nothing-shared" in outputs and "planted" not in outputs.split("LOOK")[-1]
-    assert not (victim / "pwned.txt").exists()
+    assert not (victim.worktree / "pwned.txt").exists()
 
 
 async def test_a_fifo_named_agents_md_does_not_block_the_worker(
     temporal_dev: WorkflowEnvironment,
     settings: Settings,
     task_queue: str,
-    projects: tuple[Path, Path],
+    victim: Victim,
 ) -> None:
     """Codex makes AGENTS.md a FIFO: the next read of it is refused at once, and the run ends."""
-    workspace, _ = projects
     codex = CodexPlaybook({"FIFO": ["mkfifo AGENTS.md && ls -l AGENTS.md"]})
 
     def play(turn: Turn):  # type: ignore[no-untyped-def]
@@ -171,7 +182,7 @@ async def test_a_fifo_named_agents_md_does_not_block_the_worker(
             return report(summary="b", steps_completed=[], files_changed=[], deviations=[])
         return finish_stage(turn)
 
-    async with attacking(temporal_dev, settings, task_queue, str(workspace), play, codex) as attack:
+    async with attacking(temporal_dev, settings, task_queue, "attacker", play, codex) as attack:
         async with asyncio.timeout(60):
             result = await attack.handle.result()
         history = await history_text(attack.handle)
@@ -184,10 +195,9 @@ async def test_a_huge_sparse_file_is_read_in_bounded_memory(
     temporal_dev: WorkflowEnvironment,
     settings: Settings,
     task_queue: str,
-    projects: tuple[Path, Path],
+    victim: Victim,
 ) -> None:
     """Codex leaves a 1.5 GB sparse file and the agent reads it: the worker reads a few KB."""
-    workspace, _ = projects
     # (Ignored by git, so that the checkpoints do not spend half a minute compressing it.)
     codex = CodexPlaybook(
         {"SPARSE": ["truncate -s 1500M big.txt && echo big.txt >> .gitignore && ls -l big.txt"]}
@@ -196,12 +206,12 @@ async def test_a_huge_sparse_file_is_read_in_bounded_memory(
         ("run_codex", {"prompt": "SPARSE file"}), ("read_file", {"path": "big.txt"})
     )
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB, the peak so far
-    async with attacking(temporal_dev, settings, task_queue, str(workspace), play, codex) as attack:
+    async with attacking(temporal_dev, settings, task_queue, "attacker", play, codex) as attack:
         result = await attack.handle.result()
         history = await history_text(attack.handle)
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    assert (workspace / "big.txt").stat().st_size == 1500 * 1024 * 1024
-    assert "truncated at" in history and result.outcome == "approved"
+    assert (attack.worktree / "big.txt").stat().st_size == 1500 * 1024 * 1024
+    assert "big.txt is a binary file" in history and result.outcome == "approved"
     assert grown_mb < 200, f"the worker's peak memory grew by {grown_mb:.0f} MB"
 
 
@@ -209,16 +219,15 @@ async def test_a_workflow_started_outside_the_api_cannot_loosen_the_sandbox(
     temporal_dev: WorkflowEnvironment,
     settings: Settings,
     task_queue: str,
-    projects: tuple[Path, Path],
+    victim: Victim,
 ) -> None:
     """A run started straight on Temporal asks for danger-full-access: the worker refuses, and
     the agent is told so instead of codex running unsandboxed."""
-    workspace, _ = projects
-    outside = workspace.parent / "written-from-inside.txt"
+    outside = settings.workspaces_root / "written-from-inside.txt"
     codex = CodexPlaybook({"WRITE": [f"echo x > {outside}"]})
     play = planner_attack(("run_codex", {"prompt": "WRITE outside"}))
     async with attacking(
-        temporal_dev, settings, task_queue, str(workspace), play, codex,
+        temporal_dev, settings, task_queue, "attacker", play, codex,
         codex_sandbox="danger-full-access",
     ) as attack:  # fmt: skip
         await attack.handle.result()
@@ -232,18 +241,17 @@ async def test_a_poisoned_repository_config_stops_the_run_with_a_clear_error(
     settings: Settings,
     recorder: Recorder,
     task_queue: str,
-    projects: tuple[Path, Path],
+    victim: Victim,
     tmp_path: Path,
 ) -> None:
     """A repository whose config sets a program (here core.fsmonitor): the first checkpoint
     refuses it, the run fails saying why, and the program never runs."""
-    workspace, _ = projects
     marker = tmp_path / "fsmonitor-ran"
-    with (repo_of(settings, workspace).git_dir / "config").open("a") as config:
+    with (ProjectRepos(settings).central("attacker").git_dir / "config").open("a") as config:
         config.write(f"[core]\n\tfsmonitor = touch {marker}\n")
     play = planner_attack()
     async with attacking(
-        temporal_dev, settings, task_queue, str(workspace), play, CodexPlaybook({})
+        temporal_dev, settings, task_queue, "attacker", play, CodexPlaybook({})
     ) as attack:
         with pytest.raises(WorkflowFailureError) as failed:
             await attack.handle.result()
@@ -258,12 +266,11 @@ async def test_inside_both_sandboxes_codex_writes_only_its_workspace_and_has_no_
     temporal_dev: WorkflowEnvironment,
     settings: Settings,
     task_queue: str,
-    projects: tuple[Path, Path],
+    victim: Victim,
 ) -> None:
     """The real binary's own sandbox still holds inside the outer one: writes outside the
     workspace fail, sockets are refused, the workspace and the private /tmp are writable."""
-    workspace, _ = projects
-    beside = workspace.parent / "beside.txt"
+    beside = settings.workspaces_root / "beside.txt"
     probe = (
         "python3 -c \"import socket; socket.create_connection(('127.0.0.1', 9), 1)\" 2>&1 | tail -1"
     )
@@ -278,12 +285,12 @@ async def test_inside_both_sandboxes_codex_writes_only_its_workspace_and_has_no_
         }
     )
     play = planner_attack(("run_codex", {"prompt": "PROBE the sandbox"}))
-    async with attacking(temporal_dev, settings, task_queue, str(workspace), play, codex) as attack:
+    async with attacking(temporal_dev, settings, task_queue, "attacker", play, codex) as attack:
         await attack.handle.result()
     outputs = "\n".join(codex.outputs)
     # (Beside the workspace lies, inside the sandbox, only the task's private /tmp when the
     # workspaces are under /tmp, as here: the host's directory is never reached.)
     assert "wrote-etc=1" in outputs and "Read-only file system" in outputs
     assert "PermissionError" in outputs or "Operation not permitted" in outputs
-    assert "wrote-inside" in outputs and (workspace / "inside.txt").read_text() == "z\n"
+    assert "wrote-inside" in outputs and (attack.worktree / "inside.txt").read_text() == "z\n"
     assert not beside.exists() and not Path("/etc/codexflow-probe").exists()

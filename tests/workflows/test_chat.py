@@ -25,6 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from config import Settings
+from core.repos import ProjectRepos
 from core.vocabulary import Role, chat_workflow_id
 from tests.helpers.chat import ChatModel, chat_model, echo
 from tests.helpers.processes import alive, codex_pid
@@ -40,9 +41,10 @@ Start = Callable[..., Awaitable[tuple[Client, WorkflowHandle]]]
 
 @pytest.fixture
 async def start(
-    temporal_dev: WorkflowEnvironment, settings: Settings, task_queue: str, workspace: Path
+    temporal_dev: WorkflowEnvironment, settings: Settings, task_queue: str
 ) -> AsyncIterator[Start]:
-    """start(model, **input) → (client, handle) of a builder chat served by an in-process worker."""
+    """start(model, **input) → (client, handle) of a builder chat on a new project, served by an
+    in-process worker."""
     async with AsyncExitStack() as stack:
 
         async def _start(model: ChatModel, **input: Any) -> tuple[Client, WorkflowHandle]:
@@ -52,9 +54,10 @@ async def start(
             )
             await stack.enter_async_context(build_worker(client, settings, task_queue=task_queue))
             project = uuid.uuid4().hex[:8]
+            await ProjectRepos(settings).create(project)
             handle = await client.start_workflow(
                 AgentChatWorkflow.run,
-                chat_input(project, workspace, **input),
+                chat_input(project, **input),
                 id=chat_workflow_id(project, Role.BUILDER),
                 task_queue=task_queue,
             )
@@ -63,14 +66,16 @@ async def start(
         yield _start
 
 
-def chat_input(project: str, workspace: Path, **input: Any) -> ChatInput:
-    return ChatInput(
-        project_id=project,
-        role=Role.BUILDER,
-        workspace=str(workspace),
-        codex_heartbeat_s=2,
-        **input,
-    )
+def chat_input(project: str, **input: Any) -> ChatInput:
+    return ChatInput(project_id=project, role=Role.BUILDER, codex_heartbeat_s=2, **input)
+
+
+def chat_worktree(settings: Settings, handle: WorkflowHandle) -> Path:
+    """Where a builder chat works: its own worktree of its project (``chat-<project>-builder``)."""
+    project = handle.id.removeprefix("chat-").removesuffix("-builder")
+    path = ProjectRepos(settings).worktree(project, "chat-builder").work_tree
+    assert path is not None
+    return path
 
 
 async def send(handle: WorkflowHandle, message: str) -> ChatReply:
@@ -116,7 +121,7 @@ async def test_chat_keeps_the_conversation(start: Start) -> None:
     # How an API sends a message: update-with-start, which reuses the running chat.
     start_op = WithStartWorkflowOperation(
         AgentChatWorkflow.run,
-        ChatInput(project_id="ignored", role=Role.BUILDER, workspace="ignored"),
+        ChatInput(project_id="ignored", role=Role.BUILDER),
         id=handle.id,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         task_queue="ignored",
@@ -127,11 +132,11 @@ async def test_chat_keeps_the_conversation(start: Start) -> None:
     assert third.turn == 3 and (await start_op.workflow_handle()).id == handle.id
 
 
-async def test_chat_runs_codex(start: Start, workspace: Path) -> None:
+async def test_chat_runs_codex(start: Start, settings: Settings) -> None:
     model = chat_model(echo)
     _, handle = await start(model)
     reply = await send(handle, "codex: @fake write=notes.md:hi")
-    assert (workspace / "notes.md").read_text() == "hi"
+    assert (chat_worktree(settings, handle) / "notes.md").read_text() == "hi"
     assert reply.response.startswith("codex says: codex succeeded")
     assert "changed files: notes.md" in reply.response
 
@@ -200,10 +205,10 @@ async def test_idle_and_close_end_the_chat(start: Start) -> None:
     assert summary.closed_reason == "close signal" and summary.turns == 1
 
 
-async def test_cancel_stops_codex_and_fails_the_turn(start: Start, workspace: Path) -> None:
+async def test_cancel_stops_codex_and_fails_the_turn(start: Start, settings: Settings) -> None:
     _, handle = await start(chat_model(echo))
     turn = asyncio.create_task(send(handle, "codex: @fake pidfile=codex.pid\n@fake hang"))
-    pid = await codex_pid(workspace, within=30)
+    pid = await codex_pid(chat_worktree(settings, handle), within=30)
 
     await handle.cancel()
     with pytest.raises(WorkflowFailureError) as err:

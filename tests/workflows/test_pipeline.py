@@ -15,6 +15,8 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError
 
 from activities.records import Recorder
+from config import Settings
+from core.repos import ProjectRepos
 from core.vocabulary import Decision
 from crew.reports import BuildReport, PlanReport, QAReport, ReadinessReport
 from devkit.agent_model import AGENTS_MD, ScriptedAgentModel, pipeline_script
@@ -38,7 +40,9 @@ async def refused(handle: WorkflowHandle, review: Review) -> str:
     return str(err.value.cause)
 
 
-async def test_full_pipeline(start: Start, workspace: Path) -> None:
+async def test_full_pipeline(
+    start: Start, worktree: Path, settings: Settings, session_id: str
+) -> None:
     model = ScriptedAgentModel(pipeline_script())
     handle = await start(model)
     result: PipelineResult = await handle.result()
@@ -49,18 +53,24 @@ async def test_full_pipeline(start: Start, workspace: Path) -> None:
     assert isinstance(plan, PlanReport) and plan.agents_md_saved
     assert isinstance(build, BuildReport) and isinstance(qa, QAReport) and qa.verdict == "PASS"
     assert isinstance(ready, ReadinessReport) and ready.verdict == "APPROVED"
-    assert result.agents_md == AGENTS_MD == (workspace / "AGENTS.md").read_text()
-    assert "def add" in (workspace / "calc.py").read_text()
+    assert result.agents_md == AGENTS_MD == (worktree / "AGENTS.md").read_text()
+    assert "def add" in (worktree / "calc.py").read_text()
     assert result.codex_tasks == 3 and result.summary.startswith("Outcome: approved.")
 
-    # A checkpoint after every stage (a commit when the stage changed files), nothing uncommitted.
-    log = await git(workspace, "log", "--format=%s")
-    assert "codexflow: planner #1" in log and "codexflow: builder #1" in log
+    # The session worked in its own worktree, on its own branch; every change is a commit there
+    # (the AGENTS.md save, each codex task), and each stage's checkpoint says what it changed.
+    assert result.worktree is not None and result.worktree.path == str(worktree)
+    assert result.worktree.branch == f"codexflow/{session_id}"
+    log = await git(worktree, "log", "--format=%s")
+    assert "codexflow: AGENTS.md saved" in log and f"codex task {session_id}-builder-1-1" in log
     assert result.stages[0].checkpoint.changed_files == ["AGENTS.md"]
     assert result.stages[1].checkpoint.changed_files == ["calc.py"]
-    head = (await git(workspace, "rev-parse", "HEAD")).strip()
+    head = (await git(worktree, "rev-parse", "HEAD")).strip()
     assert result.stages[-1].checkpoint.commit == head
-    assert (await git(workspace, "status", "--porcelain")).strip() == ""
+    assert (await git(worktree, "status", "--porcelain")).strip() == ""
+    # The branch is published to the central repository: it exists off this worktree.
+    central = ProjectRepos(settings).central("p1")
+    assert (await central.run("rev-parse", f"codexflow/{session_id}")).strip() == head
 
     # Each later stage saw the earlier ones' reports.
     qa_turn = next(c for c in model.calls if c.role == "qa_qc")
@@ -187,11 +197,11 @@ async def test_budget_pauses_and_resumes_on_approval(start: Start) -> None:
     assert result.usage.model.input_tokens == 50 * len(model.calls)
 
 
-async def test_cancel_mid_stage_stops_codex(start: Start, workspace: Path) -> None:
+async def test_cancel_mid_stage_stops_codex(start: Start, worktree: Path) -> None:
     handle = await start(
         ScriptedAgentModel(pipeline_script(codex_prompt="@fake pidfile=codex.pid\n@fake hang"))
     )
-    pid = await codex_pid(workspace, within=30)
+    pid = await codex_pid(worktree, within=30)
     await handle.cancel()
     with pytest.raises(WorkflowFailureError) as err:
         await handle.result()

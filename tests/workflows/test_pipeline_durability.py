@@ -21,6 +21,7 @@ from temporalio.worker import Replayer
 
 from activities.records import Recorder
 from config import Settings
+from core.repos import ProjectRepos
 from devkit.agent_model import ScriptedAgentModel, pipeline_script
 from devkit.brain import PipelineBrain, count_by_role
 from devkit.processes import scratch_settings, spawn_worker, start_dev_server
@@ -55,11 +56,10 @@ class SlowBuilderCodex:
         return turn
 
 
-def pipeline_input(workspace: Path, **options: Any) -> PipelineInput:
+def pipeline_input(session_id: str | None = None, **options: Any) -> PipelineInput:
     return PipelineInput(
-        session_id=uuid.uuid4().hex[:8],
+        session_id=session_id or uuid.uuid4().hex[:8],
         project_id="p1",
-        workspace=str(workspace),
         user_request="Build a calculator module with tests.",
         options=PipelineOptions(codex_heartbeat_s=2, **options),
     )
@@ -70,7 +70,9 @@ async def test_worker_killed_mid_stage_repeats_no_finished_model_turn(
     temporal_dev: WorkflowEnvironment,
     settings: Settings,
     task_queue: str,
-    workspace: Path,
+    project_id: str,
+    session_id: str,
+    worktree: Path,
     tmp_path,
 ) -> None:
     with ScriptedResponsesServer(SlowBuilderCodex()) as llm:
@@ -83,11 +85,11 @@ async def test_worker_killed_mid_stage_repeats_no_finished_model_turn(
         )
         first = spawn_worker(settings, log=tmp_path / "worker1.log")
         try:
-            data = pipeline_input(workspace)
+            data = pipeline_input(session_id)
             handle = await temporal_dev.client.start_workflow(
                 PipelineWorkflow.run, data, id=f"session-{data.session_id}", task_queue=task_queue
             )
-            pid = await codex_pid(workspace, within=60)
+            pid = await codex_pid(worktree, within=60)
             first.send_signal(signal.SIGKILL)
             first.wait()
             await wait_for(lambda: not alive(pid), within=5)
@@ -109,7 +111,7 @@ async def test_worker_killed_mid_stage_repeats_no_finished_model_turn(
     assert len(bodies) == len(set(bodies))
     assert count_by_role(llm.requests) == {"planner": 2, "builder": 3, "qa_qc": 2, "prod_ready": 2}
     assert 0 < requests_before_restart < len(llm.requests)
-    assert "def divide" in (workspace / "calc.py").read_text()
+    assert "def divide" in (worktree / "calc.py").read_text()
 
     # The trail has no duplicated rows or events despite the crash.
     engine = make_engine(settings.database_url)
@@ -140,7 +142,7 @@ async def test_recorded_history_replays(settings: Settings) -> None:
 
 
 async def test_review_timeout_fails_or_approves(
-    time_skipping: WorkflowEnvironment, settings: Settings, task_queue: str, workspace: Path
+    time_skipping: WorkflowEnvironment, settings: Settings, task_queue: str, project_id: str
 ) -> None:
     model = ScriptedAgentModel(pipeline_script())
     client = await Client.connect(
@@ -150,9 +152,7 @@ async def test_review_timeout_fails_or_approves(
     async with build_worker(client, settings, task_queue=task_queue):
         # This client lacks the environment's auto time-skipping, so the test skips time itself.
         async def run_past_review_timeout(**options: Any) -> WorkflowHandle:
-            data = pipeline_input(
-                workspace, gates=["planner"], review_timeout_s=24 * 3600, **options
-            )
+            data = pipeline_input(gates=["planner"], review_timeout_s=24 * 3600, **options)
             handle = await client.start_workflow(
                 PipelineWorkflow.run, data, id=f"session-{data.session_id}", task_queue=task_queue
             )
@@ -174,12 +174,9 @@ async def test_review_timeout_fails_or_approves(
 
 async def record_history() -> None:
     """Regenerate the committed history: python -m tests.workflows.test_pipeline_durability"""
-    from core.workspaces import create_workspace
-
     with tempfile.TemporaryDirectory() as tmp:
         settings = await scratch_settings(Path(tmp))
-        workspace = settings.workspaces_root / "project"
-        await create_workspace(settings, workspace)
+        await ProjectRepos(settings).create("p1")
         env = await start_dev_server()
         try:
             model = ScriptedAgentModel(pipeline_script(qa_failures=1))
@@ -189,7 +186,7 @@ async def record_history() -> None:
             )
             async with build_worker(client, settings, task_queue="record"):
                 data = pipeline_input(
-                    workspace, gates=["qa_qc"], review_timeout_s=1, on_review_timeout="approve"
+                    "recorded", gates=["qa_qc"], review_timeout_s=1, on_review_timeout="approve"
                 )
                 handle = await client.start_workflow(
                     PipelineWorkflow.run, data, id="session-recorded", task_queue="record"

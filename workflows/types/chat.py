@@ -14,7 +14,6 @@ __all__ = ["ChatInput", "ChatMessage", "ChatReply", "ChatStatus"]
 class ChatInput(BaseModel):
     project_id: str
     role: Role
-    workspace: str
     agent_model: str = "gpt-5.5"
     history: list[dict[str, Any]] = Field(default_factory=list)  # the agents SDK's input items
     turns: int = Field(default=0, ge=0)  # turns taken by earlier runs of this chat

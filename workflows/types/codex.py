@@ -70,6 +70,7 @@ class CodexResult(BaseModel):
     final_message: str = ""
     error: str | None = None
     changed_files: list[str] = Field(default_factory=list)
+    commit: str | None = None  # what the task did, committed on the worktree's branch
     usage: TokenUsage = Field(default_factory=TokenUsage)
     duration_s: float = 0.0
     thread_id: str | None = None

@@ -10,6 +10,7 @@ from config import Sandbox
 from core.vocabulary import Outcome, Role, SessionStatus
 from crew.reports import StageReport
 from workflows.types.codex import TokenUsage
+from workflows.types.repository import Delivery, Worktree
 from workflows.types.review import AwaitingReview
 from workflows.types.workspace import Checkpoint
 
@@ -39,12 +40,25 @@ class PipelineOptions(BaseModel):
     review_timeout_s: float = Field(default=7 * 24 * 3600, gt=0)
     on_review_timeout: Literal["fail", "approve"] = "fail"
     max_agent_turns: int = Field(default=40, ge=2, le=200)
+    base_ref: str | None = Field(
+        default=None,
+        max_length=255,
+        description="the branch, tag or commit the session's branch starts from (default: the "
+        "project's default branch)",
+    )
+    deliver: Literal["none", "push"] = Field(
+        default="none",
+        description="push: push the session's branch to the project's origin "
+        "when the run is approved",
+    )
+    remote_branch: str | None = Field(
+        default=None, max_length=255, description="the branch pushed to (default: its own name)"
+    )
 
 
 class PipelineInput(BaseModel):
     session_id: str
     project_id: str
-    workspace: str
     user_request: str = Field(min_length=1)
     options: PipelineOptions = Field(default_factory=PipelineOptions)
 
@@ -74,6 +88,7 @@ class PipelineStatus(BaseModel):
     """What the ``status`` query answers."""
 
     session_id: str
+    worktree: Worktree | None = None
     state: SessionStatus
     stage: Role | None
     iteration: int
@@ -87,6 +102,8 @@ class PipelineStatus(BaseModel):
 
 class PipelineResult(BaseModel):
     session_id: str
+    worktree: Worktree | None = None
+    delivery: Delivery | None = None
     outcome: Outcome
     summary: str
     agents_md: str | None

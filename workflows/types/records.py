@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from core.vocabulary import EventKind, Outcome, Role, SessionStatus, StageStatus
 
-__all__ = ["ConversationRecord", "MessageRecord", "SessionPatch", "SessionStart"]
+__all__ = ["ConversationRecord", "MessageRecord", "ProjectImported", "SessionPatch", "SessionStart"]
 
 
 class SessionStart(BaseModel):
@@ -20,7 +20,6 @@ class SessionStart(BaseModel):
 
     session_id: str
     project_id: str
-    workspace: str
     workflow_id: str
     user_request: str
     options: dict[str, Any] = Field(default_factory=dict)
@@ -38,9 +37,21 @@ class SessionPatch(BaseModel):
     outcome: Outcome | None = None
     error: str | None = None
     usage: dict[str, Any] | None = None
+    branch: str | None = None
+    base_commit: str | None = None
+    head_commit: str | None = None
+    worktree: str | None = None
     finished: bool = False
     event: EventKind | None = None
     event_payload: dict[str, Any] = Field(default_factory=dict)  # the kind's payload model, dumped
+
+
+class ProjectImported(BaseModel):
+    """How a project's import ended: ready (its default branch known) or failed (and why)."""
+
+    project_id: str
+    error: str | None = None
+    default_branch: str | None = None
 
 
 class MessageRecord(BaseModel):

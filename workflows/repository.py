@@ -1,0 +1,126 @@
+"""Repositories from workflows: importing a project's, a session's worktree, and delivery.
+
+``ImportProjectWorkflow`` clones a project's repository (durable: the clone heartbeats and is
+redone elsewhere if its worker dies) and marks the project ready or failed. ``DeliveryWorkflow``
+pushes a finished session's branch on request. The functions are the activity calls the pipeline
+and the chat make for their worktrees.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.records import RecordActivities
+    from activities.repositories import RepositoryActivities
+    from workflows.codex_task import innermost_reason
+    from workflows.types.records import ProjectImported
+    from workflows.types.repository import (
+        Delivery,
+        ImportInput,
+        ImportResult,
+        PushInput,
+        Worktree,
+        WorktreeInput,
+    )
+
+__all__ = [
+    "DeliveryWorkflow",
+    "ImportProjectWorkflow",
+    "import_workflow_id",
+    "prepare_worktree",
+    "push_branch",
+    "remove_worktree",
+    "repository_overview",
+]
+
+_GIT_TIMEOUT = timedelta(minutes=30)  # a checkout of a big repository takes a while
+_RETRY = RetryPolicy(maximum_attempts=5)
+_HEARTBEAT = timedelta(seconds=30)
+
+
+def import_workflow_id(project_id: str) -> str:
+    return f"import-{project_id}"
+
+
+async def prepare_worktree(input: WorktreeInput) -> Worktree:
+    return await workflow.execute_activity_method(
+        RepositoryActivities.prepare_worktree,
+        input,
+        start_to_close_timeout=_GIT_TIMEOUT,
+        retry_policy=_RETRY,
+    )
+
+
+async def remove_worktree(input: WorktreeInput) -> None:
+    await workflow.execute_activity_method(
+        RepositoryActivities.remove_worktree,
+        input,
+        start_to_close_timeout=_GIT_TIMEOUT,
+        retry_policy=_RETRY,
+    )
+
+
+async def repository_overview(workspace: str) -> str:
+    return await workflow.execute_activity_method(
+        RepositoryActivities.repository_overview,
+        workspace,
+        start_to_close_timeout=timedelta(minutes=2),
+        retry_policy=_RETRY,
+    )
+
+
+async def push_branch(input: PushInput) -> Delivery:
+    return await workflow.execute_activity_method(
+        RepositoryActivities.push_branch,
+        input,
+        start_to_close_timeout=_GIT_TIMEOUT,
+        retry_policy=_RETRY,
+    )
+
+
+@workflow.defn
+class ImportProjectWorkflow:
+    """Clone a project's repository into its central one, then mark the project ready (or failed,
+    with the reason)."""
+
+    @workflow.run
+    async def run(self, input: ImportInput) -> ImportResult | None:
+        try:
+            result = await workflow.execute_activity_method(
+                RepositoryActivities.import_repository,
+                input,
+                start_to_close_timeout=timedelta(hours=6),
+                heartbeat_timeout=_HEARTBEAT,
+                retry_policy=_RETRY,
+            )
+        except ActivityError as err:
+            await self._record(
+                ProjectImported(project_id=input.project_id, error=innermost_reason(err))
+            )
+            return None
+        await self._record(
+            ProjectImported(project_id=input.project_id, default_branch=result.default_branch)
+        )
+        return result
+
+    async def _record(self, imported: ProjectImported) -> None:
+        await workflow.execute_activity_method(
+            RecordActivities.project_import,
+            imported,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=_RETRY,
+        )
+
+
+@workflow.defn
+class DeliveryWorkflow:
+    """Push one session's branch to its project's origin (``POST /api/sessions/{id}/push``)."""
+
+    @workflow.run
+    async def run(self, input: PushInput) -> Delivery:
+        return await push_branch(input)
