@@ -79,6 +79,7 @@ bench: setup
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/api_load.py
 	$(BIN)/python bench/repo_scale.py
+	$(BIN)/python bench/takeover.py
 
 clean:
 	rm -rf .venv node_modules .codexflow

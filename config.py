@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -31,6 +32,11 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     task_queue: str = "codexflow"
     temporal_ui_url: str = "http://localhost:8233"
+    # This worker's machine: it also serves the task queue `<task_queue>@<worker_host>`, where the
+    # activities that touch the worktrees on its disk run. Unique per machine (not per process).
+    worker_host: str = Field(
+        default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+    )
 
     # Storage
     workspaces_root: Path = STATE_DIR / "workspaces"

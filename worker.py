@@ -28,6 +28,7 @@ from temporalio.worker import Worker
 from activities.registry import worker_activities
 from config import Settings, get_settings
 from core.temporal import connect
+from core.vocabulary import host_task_queue
 from observability.logs import configure_logging
 from observability.metrics import MeteredModelProvider, worker_runtime
 from store.db import make_engine
@@ -120,17 +121,28 @@ async def ensure_search_attributes(client: Client) -> None:
 async def build_worker(
     client: Client, settings: Settings, task_queue: str | None = None
 ) -> AsyncIterator[Worker]:
-    """A running worker: every workflow and activity, with the records database opened for it."""
+    """A running worker: every workflow and activity on the shared task queue, and the
+    activities again on this machine's own queue (``<queue>@<worker_host>``), where those that
+    touch a worktree made here are sent; with the records database opened for it."""
+    shared = task_queue or settings.task_queue
+    host_queue = host_task_queue(shared, settings.worker_host)
     engine = make_engine(settings.database_url)
+    activities = worker_activities(settings, engine, host_queue)
     worker = Worker(
         client,
-        task_queue=task_queue or settings.task_queue,
+        task_queue=shared,
         workflows=WORKFLOWS,
-        activities=worker_activities(settings, engine),
+        activities=activities,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+    on_host = Worker(
+        client,
+        task_queue=host_queue,
+        activities=activities,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
     try:
-        async with worker:
+        async with worker, on_host:
             yield worker
     finally:
         await engine.dispose()
@@ -154,7 +166,12 @@ async def main(settings: Settings | None = None, upgrade: bool = False) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await ensure_search_attributes(client)
-    log.info("worker on %s, task queue %s", settings.temporal_address, settings.task_queue)
+    log.info(
+        "worker on %s, task queues %s and %s",
+        settings.temporal_address,
+        settings.task_queue,
+        host_task_queue(settings.task_queue, settings.worker_host),
+    )
     async with build_worker(client, settings):
         await stop.wait()
 

@@ -170,7 +170,11 @@ class CodexRunner:
             progress.pid = proc.pid
             activity.heartbeat(progress.details())
             try:
-                await self.recorder.codex_started(input, progress.attempt, proc.pid)
+                info = activity.info()
+                execution = f"{info.workflow_run_id}/{info.activity_id}/{info.attempt}"
+                progress.attempt = await self.recorder.codex_started(
+                    input, execution, proc.pid, info.attempt
+                )
                 async with EventBatcher(self.recorder.events) as batch:
                     async with asyncio.timeout(timeout):
                         await asyncio.gather(

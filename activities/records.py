@@ -106,6 +106,7 @@ class Recorder:
                     "base_commit",
                     "head_commit",
                     "worktree",
+                    "host",
                 }  # fmt: skip
             ).items()
             if v is not None
@@ -219,22 +220,31 @@ class Recorder:
 
     # --- codex tasks (called by the codex runner) -------------------------------------------------
 
-    async def codex_started(self, task: CodexTaskInput, attempt: int, pid: int | None) -> None:
+    async def codex_started(
+        self, task: CodexTaskInput, key: str, pid: int | None, attempt: int = 1
+    ) -> int:
+        """Record that an execution of the task started; its attempt number. ``key`` names the
+        execution (workflow run, activity, Temporal's ``attempt``): the same key again is a
+        repeated call and changes nothing; a new one is the next attempt, whichever host runs it
+        (a task redone on another host after its own was lost counts on from there)."""
         async with self.db.begin() as db:
             row = await db.get(CodexTask, task.task_id, with_for_update=True)
             if row is None:
                 row = CodexTask(id=task.task_id, session_id=task.session_id, agent_type=task.role,
-                                prompt=task.prompt, working_directory=task.workspace)  # fmt: skip
+                                prompt=task.prompt, working_directory=task.workspace, attempt=0)  # fmt: skip
                 db.add(row)
-            elif row.attempt == attempt:
-                return  # this attempt is already recorded (a repeated call never reopens it)
-            row.status, row.attempt, row.process_id = CodexTaskState.RUNNING, attempt, pid
+            elif row.attempt_key == key:
+                return row.attempt  # this attempt is already recorded (never reopened)
+            row.status, row.attempt_key = CodexTaskState.RUNNING, key
+            row.attempt = max(row.attempt + 1, attempt)
+            row.process_id, row.working_directory = pid, task.workspace
             row.started_at = row.started_at or utcnow()
             await db.flush()
             started = CodexStarted(pid=pid)
             await self._append(
-                db, [self.codex_event(task, attempt, EventKind.CODEX_STARTED, started)]
+                db, [self.codex_event(task, row.attempt, EventKind.CODEX_STARTED, started)]
             )
+            return row.attempt
 
     async def codex_finished(
         self,

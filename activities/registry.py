@@ -17,15 +17,18 @@ from config import Settings
 __all__ = ["worker_activities"]
 
 
-def worker_activities(settings: Settings, engine: AsyncEngine) -> list[Callable[..., Any]]:
-    """The ``@activity.defn`` methods of each activity class, bound to one instance each."""
+def worker_activities(
+    settings: Settings, engine: AsyncEngine, host_queue: str
+) -> list[Callable[..., Any]]:
+    """The ``@activity.defn`` methods of each activity class, bound to one instance each
+    (``host_queue``: this machine's task queue, which the worktrees made here are reached by)."""
     recorder = Recorder(engine, settings.repos_path())
     instances = (
         CodexRunner(settings, recorder),
         WorkspaceActivities(settings),
         AgentTools(settings),
         RecordActivities(recorder),
-        RepositoryActivities(settings, recorder),
+        RepositoryActivities(settings, recorder, host_queue),
     )
     return [
         getattr(instance, name)

@@ -41,10 +41,11 @@ _PROGRESS = re.compile(rb"([A-Za-z ]+):\s+(\d+)%")
 
 
 class RepositoryActivities:
-    def __init__(self, settings: Settings, recorder: Recorder) -> None:
+    def __init__(self, settings: Settings, recorder: Recorder, host_queue: str) -> None:
         self.settings = settings
         self.recorder = recorder
         self.repos = ProjectRepos(settings)
+        self.host_queue = host_queue  # this machine's task queue, where its worktrees are used
 
     @activity.defn(name="import_repository")
     async def import_repository(self, input: ImportInput) -> ImportResult:
@@ -131,7 +132,8 @@ class RepositoryActivities:
     @activity.defn(name="prepare_worktree")
     async def prepare_worktree(self, input: WorktreeInput) -> Worktree:
         """The worktree ``input.name`` on this host, on branch codexflow/<name> (made from
-        ``base_ref`` the first time, else rebuilt from the branch's last checkpoint)."""
+        ``base_ref`` the first time, else at the branch's last checkpoint), and the task queue
+        that reaches it here."""
         project = input.project_id
         try:
             await self.repos.ensure_central(project)
@@ -154,7 +156,7 @@ class RepositoryActivities:
         start = (await self.repos.local(project).run("merge-base", head, base)).strip() or base
         return Worktree(
             path=str(worktree.work_tree), branch=branch_of(input.name), base_commit=start,
-            head_commit=head,
+            head_commit=head, host=self.settings.worker_host, task_queue=self.host_queue,
         )  # fmt: skip
 
     @activity.defn(name="remove_worktree")

@@ -199,6 +199,9 @@ class SessionResponse(BaseModel):
     base_commit: str | None = Field(default=None, description="where the branch starts")
     head_commit: str | None = Field(default=None, description="its latest checkpoint")
     worktree: str | None = Field(default=None, description="where the session works")
+    host: str | None = Field(
+        default=None, description="the worker machine holding its worktree (it moves if lost)"
+    )
     delivery: Delivery | None = Field(default=None, description="the last push of its branch")
     temporal_ui_url: str | None = None
     live: LiveStatus | None = Field(

@@ -21,6 +21,7 @@ from core.vocabulary import (
     ReviewReceived,
     SessionEnded,
     SessionFinished,
+    SessionMoved,
     SessionStarted,
     StageCompleted,
     StageEnded,
@@ -71,6 +72,10 @@ class RunView:
                 return [f"■ {event.kind.removeprefix('session.')}: {p.error or ''}".rstrip(": ")]
             case SessionStarted():
                 return ["▶ session started"]
+            case SessionMoved() as p:
+                return [
+                    f"↪ host {p.from_host} lost: carrying on on {p.to_host} from {p.commit[:10]}"
+                ]
             case CodexStarted():
                 self.codex_tasks += 1
                 retry = f" (attempt {event.attempt})" if (event.attempt or 1) > 1 else ""

@@ -214,6 +214,8 @@ def status(
             typer.echo(
                 f"branch   {session['branch']} (from {session['base_commit'][:10]}, at {head})"
             )
+        if session.get("host"):
+            typer.echo(f"host     {session['host']} ({session.get('worktree')})")
         if delivery := session.get("delivery"):
             typer.echo(
                 f"pushed   {delivery['branch']} to {delivery['remote']} at {delivery['commit'][:10]}"

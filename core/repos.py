@@ -265,17 +265,21 @@ class ProjectRepos:
         return local
 
     async def add_worktree(self, project_id: str, name: str, base: str) -> tuple[Repo, str]:
-        """The worktree ``name`` on branch ``codexflow/<name>``: made from commit ``base`` the
-        first time, else (on a host that lost it, or after a prune) from the branch's last commit
-        in the central repository. Returns it and the commit it stands on."""
+        """The worktree ``name`` on branch ``codexflow/<name>``, at the branch's last commit in
+        the central repository (its last checkpoint: what a half-done task left is undone), or
+        at commit ``base`` for a new branch. Made where missing (a new session, a host taking a
+        session over, after a prune). Returns it and the commit it stands on."""
         await self.ensure_local(project_id)
         worktree = self.worktree(project_id, name)
         assert worktree.work_tree is not None
         branch = branch_of(name)
-        if (worktree.git_dir / "HEAD").exists() and worktree.work_tree.is_dir():
-            head = (await worktree.run("rev-parse", "HEAD")).strip()
-            return worktree, head
         local, central = self.local(project_id), self.central(project_id)
+        if (worktree.git_dir / "HEAD").exists() and worktree.work_tree.is_dir():
+            if await self._has_branch(central, branch):
+                last = (await central.run("rev-parse", f"refs/heads/{branch}")).strip()
+                await worktree.run("reset", "-q", "--hard", last)
+                await worktree.run("clean", "-q", "-fd")  # ignored files stay
+            return worktree, (await worktree.run("rev-parse", "HEAD")).strip()
         await local.run("worktree", "prune")  # a directory removed by hand leaves its entry
         # The central repository's objects are the clone's own (alternates): pointing the branch
         # at a commit is all a fetch would do, without touching branches other worktrees hold.

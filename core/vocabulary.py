@@ -32,6 +32,7 @@ __all__ = [
     "Role",
     "SessionEnded",
     "SessionFinished",
+    "SessionMoved",
     "SessionStarted",
     "SessionStatus",
     "StageCompleted",
@@ -39,6 +40,7 @@ __all__ = [
     "StageStarted",
     "StageStatus",
     "chat_workflow_id",
+    "host_task_queue",
     "payload_of",
     "session_id_of",
     "session_workflow_id",
@@ -147,6 +149,7 @@ class EventKind(StrEnum):
     CODEX_STARTED = "codex.started"
     CODEX_EVENT = "codex.event"  # one line of codex's JSONL output, as codex printed it
     CODEX_FINISHED = "codex.finished"  # one attempt ended (a retry may follow)
+    SESSION_MOVED = "session.moved"  # its worktree's host was lost: another host carries on
     SESSION_FINISHED = "session.finished"
     SESSION_FAILED = "session.failed"
     SESSION_CANCELLED = "session.cancelled"
@@ -225,6 +228,16 @@ class SessionFinished(_Payload):
     codex_tasks: int = 0
 
 
+class SessionMoved(_Payload):
+    """``session.moved``: the host holding the worktree stopped answering; another rebuilt the
+    worktree from the branch's last checkpoint and carries on there."""
+
+    from_host: str
+    to_host: str
+    commit: str  # the checkpoint it carries on from
+    waited_s: float = 0.0  # from the last answer of the lost host to the move
+
+
 class SessionEnded(_Payload):
     """``session.failed`` and ``session.cancelled``."""
 
@@ -243,6 +256,7 @@ EVENT_PAYLOADS: dict[EventKind, type[BaseModel]] = {
     EventKind.CODEX_STARTED: CodexStarted,
     EventKind.CODEX_EVENT: CodexEventPayload,
     EventKind.CODEX_FINISHED: CodexFinished,
+    EventKind.SESSION_MOVED: SessionMoved,
     EventKind.SESSION_FINISHED: SessionFinished,
     EventKind.SESSION_FAILED: SessionEnded,
     EventKind.SESSION_CANCELLED: SessionEnded,
@@ -262,6 +276,11 @@ def payload_of(kind: str, payload: dict[str, Any]) -> BaseModel | None:
 # --- ids and links -----------------------------------------------------------------------------
 
 _SESSION_PREFIX = "session-"
+
+
+def host_task_queue(task_queue: str, host: str) -> str:
+    """The task queue of one worker machine: its worktrees' activities run there."""
+    return f"{task_queue}@{host}"
 
 
 def session_workflow_id(session_id: str) -> str:

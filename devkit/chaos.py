@@ -58,7 +58,7 @@ from config import PROJECT_ROOT, Settings, settings_env
 from core.children import die_with_parent
 from core.repos import ProjectRepos, branch_of
 from devkit.brain import PipelineBrain
-from devkit.processes import free_port, scratch_settings, spawn_worker
+from devkit.processes import free_port, host_settings, scratch_settings, spawn_worker
 from devkit.responses_server import ScriptedResponsesServer, Stall, ToolCall, Turn
 from store.db import make_engine
 from store.events import Event
@@ -72,6 +72,7 @@ __all__ = [
     "ChaosStack",
     "api_restarts",
     "chaos_stack",
+    "host_lost",
     "temporal_restarts",
     "worker_kills",
 ]
@@ -105,13 +106,15 @@ class ChaosReport:
     planned: int = 0  # disruptions asked for
     disruptions: int = 0  # disruptions done (fewer if the runs ended first)
     max_stall_s: float = 0.0  # longest time a run went without a model request or an event
+    max_takeover_s: float = 0.0  # host lost: from the loss to a session moved elsewhere
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     HEADERS = (
         "scenario", "runs completed", "model calls", "repeated: in-flight retries",
         "repeated: finished calls", "events expected", "events seen", "events lost",
-        "events repeated", "codex attempts redone", "disruptions", "longest stall", "wall time",
+        "events repeated", "codex attempts redone", "disruptions", "longest stall",
+        "longest takeover", "wall time",
     )  # fmt: skip
 
     @property
@@ -130,6 +133,7 @@ class ChaosReport:
             self.inflight_retries, self.finished_repeated, self.events_expected, self.events_seen,
             self.events_lost, self.events_repeated, self.codex_redone,
             f"{self.disruptions}/{self.planned}", f"{self.max_stall_s:.1f} s",
+            f"{self.max_takeover_s:.1f} s" if self.max_takeover_s else "-",
             f"{self.wall_s:.0f} s",
         )  # fmt: skip
         return "| " + " | ".join(str(c) for c in cells) + " |"
@@ -209,10 +213,17 @@ class ChaosStack:
     restart runs the same command: same SQLite files, same ports. Logs are in ``root/logs``.
     """
 
-    def __init__(self, root: Path, settings: Settings, brain: SlowBrain) -> None:
+    def __init__(
+        self, root: Path, settings: Settings, brain: SlowBrain, hosts: Sequence[str] = ()
+    ) -> None:
         self.root = root
         self.settings = settings
         self.brain = brain
+        # ``worker`` runs on the default settings; each of ``hosts`` is a worker machine of its
+        # own: its identity, worktrees and codex homes (the central repositories are shared).
+        self.workers = {"worker": settings} | {
+            name: host_settings(settings, name, root) for name in hosts
+        }
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -224,8 +235,8 @@ class ChaosStack:
     def start(self, name: str) -> None:
         """Start one part and wait until it answers (the worker has no port: it just starts)."""
         log = self.logs / f"{name}.log"
-        if name == "worker":
-            self.procs[name] = spawn_worker(self.settings, log=log)
+        if name in self.workers:
+            self.procs[name] = spawn_worker(self.workers[name], log=log)
             return
         if name == "temporal":
             cmd = dev_server_command(self.settings, self.root / "temporal.db", headless=True)
@@ -258,14 +269,16 @@ class ChaosStack:
         return False
 
     def kill(self, name: str) -> None:
-        """kill -9, and reap it."""
+        """kill -9 its process group (a worker's codex runs in groups of their own: they go by
+        their parent-death signal), and reap it."""
         proc = self.procs.pop(name)
-        proc.send_signal(signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
     def stop(self) -> None:
         """Stop what runs: the API first, Temporal last (SIGTERM, then SIGKILL)."""
-        for name in ("api", "worker", "temporal"):
+        for name in ("api", *self.workers, "temporal"):
             if (proc := self.procs.pop(name, None)) is not None:
                 proc.terminate()
                 try:
@@ -274,13 +287,18 @@ class ChaosStack:
                     proc.kill()
                     proc.wait()
 
-    async def codex_running(self) -> bool:
-        """A fake codex of this stack runs now: a running task row whose pid is alive."""
+    async def codex_running(self, on: str | None = None) -> bool:
+        """A fake codex of this stack runs now (``on`` the worker host so named): a running task
+        row whose pid is alive."""
         async with self.recorder.db() as db:
-            pids = (
-                await db.scalars(select(CodexTask.process_id).where(CodexTask.status == "running"))
-            ).all()
-        return any(pid and _is_fake_codex(pid) for pid in pids)
+            rows = (await db.scalars(select(CodexTask).where(CodexTask.status == "running"))).all()
+        root = self.workers[on].workspace_root() if on else None
+        return any(
+            row.process_id
+            and _is_fake_codex(row.process_id)
+            and (root is None or Path(row.working_directory).is_relative_to(root))
+            for row in rows
+        )
 
     # -- runs --
 
@@ -332,9 +350,10 @@ def _is_fake_codex(pid: int) -> bool:
 
 @contextlib.asynccontextmanager
 async def chaos_stack(
-    root: Path, tag: str, codex_events: str = CODEX_EVENTS
+    root: Path, tag: str, codex_events: str = CODEX_EVENTS, hosts: Sequence[str] = ()
 ) -> AsyncIterator[ChaosStack]:
-    """The whole stack on free ports, with settings confined to ``root``; stopped on exit."""
+    """The whole stack on free ports, with settings confined to ``root`` (and a worker per name
+    in ``hosts``, each a machine of its own); stopped on exit."""
     brain = SlowBrain(MODEL_DELAY_S, codex_events)
     with ScriptedResponsesServer(brain) as llm:
         settings = await scratch_settings(
@@ -348,9 +367,9 @@ async def chaos_stack(
             api_token=secrets.token_urlsafe(16),
             codex_kill_grace_s=1,
         )
-        stack = ChaosStack(root, settings, brain)
+        stack = ChaosStack(root, settings, brain, hosts)
         try:
-            for name in ("temporal", "worker", "api"):
+            for name in ("temporal", *stack.workers, "api"):
                 await asyncio.to_thread(stack.start, name)
             yield stack
         finally:
@@ -686,8 +705,45 @@ def _judge_stream(run: Run, logged: list[int], follower: Follower, report: Chaos
     )
 
 
+async def host_lost(root: Path, runs: int = 3) -> ChaosReport:
+    """Two worker machines; the first one (``worker``) is lost for good (kill -9 of its process
+    group) while a codex task runs on it. Its sessions move to the other one (``host-b``): each
+    carries on from its last checkpoint, the half-done codex attempt redone there."""
+    report = ChaosReport("host lost", planned=1)
+    began = time.monotonic()
+    async with chaos_stack(root, "host", hosts=["host-b"]) as stack:
+        options = {"codex_heartbeat_s": 2, "host_lost_after_s": 5}
+        started = await asyncio.to_thread(stack.start_runs, runs, "host", **options)
+        deadline = min(r.started for r in started) + RUN_DEADLINE_S
+        while not await stack.codex_running(on="worker"):
+            if await stack.all_ended(started) or time.time() > deadline:
+                report.notes.append("no codex task ran on the first host: nothing was lost")
+                break
+            await asyncio.sleep(0.05)
+        else:
+            lost = time.time()
+            stack.kill("worker")
+            report.disruptions = 1
+            report.notes.append("host `worker` lost (kill -9 of its process group) mid codex task")
+        await stack.wait_until_ended(started)
+        await judge(stack, started, report)
+        if report.disruptions:
+            for run in started:
+                moves = [e for e in await stack.events(run.session_id) if e.kind == "session.moved"]
+                for moved in moves:
+                    took = moved.created_at.timestamp() - lost
+                    report.max_takeover_s = max(report.max_takeover_s, took)
+                    report.notes.append(
+                        f"session {run.session_id} moved {moved.payload['from_host']} → "
+                        f"{moved.payload['to_host']} {took:.1f} s after the loss"
+                    )
+    report.wall_s = time.monotonic() - began
+    return report
+
+
 SCENARIOS: dict[str, Callable[[Path], Awaitable[ChaosReport]]] = {
     "worker": worker_kills,
     "temporal": temporal_restarts,
     "api": api_restarts,
+    "host": host_lost,
 }

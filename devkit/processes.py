@@ -14,9 +14,17 @@ from typing import Any
 from temporalio.testing import WorkflowEnvironment
 
 from config import PROJECT_ROOT, Settings, settings_env
+from core.children import die_with_parent
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
-__all__ = ["FAKE_CODEX", "free_port", "scratch_settings", "spawn_worker", "start_dev_server"]
+__all__ = [
+    "FAKE_CODEX",
+    "free_port",
+    "host_settings",
+    "scratch_settings",
+    "spawn_worker",
+    "start_dev_server",
+]
 
 FAKE_CODEX = PROJECT_ROOT / "devkit" / "fake_codex.py"
 
@@ -35,7 +43,9 @@ def free_port() -> int:
 
 
 def spawn_worker(settings: Settings, log: Path | None = None) -> subprocess.Popen:
-    """``python worker.py`` with ``settings``; its output goes to ``log`` (or is discarded)."""
+    """``python worker.py`` with ``settings``, in a process group of its own (``os.killpg`` stops
+    it as a machine going down would), gone with us if we die; its output goes to ``log`` (or is
+    discarded)."""
     out = log.open("ab") if log else subprocess.DEVNULL
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODEXFLOW_")}
     return subprocess.Popen(
@@ -45,6 +55,22 @@ def spawn_worker(settings: Settings, log: Path | None = None) -> subprocess.Pope
         stdin=subprocess.DEVNULL,
         stdout=out,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
+
+
+def host_settings(settings: Settings, name: str, root: Path) -> Settings:
+    """``settings`` for a worker machine called ``name``: its identity, and its own disk under
+    ``root / name`` for worktrees and codex homes; the central repositories (and the database,
+    Temporal) stay shared."""
+    return settings.model_copy(
+        update={
+            "worker_host": name,
+            "workspaces_root": root / name / "workspaces",
+            "codex_home": root / name / "codex-home",
+            "repos_root": settings.repos_path(),
+        }
     )
 
 

@@ -143,6 +143,7 @@ class RunSession(Base):
     base_commit: Mapped[str | None] = mapped_column(String(64))  # where the branch starts
     head_commit: Mapped[str | None] = mapped_column(String(64))  # its latest checkpoint
     worktree: Mapped[str | None] = mapped_column(String(1024))  # where it is checked out
+    host: Mapped[str | None] = mapped_column(String(255))  # the machine holding the worktree
     delivery: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the last push of the branch
 
     project: Mapped[Project] = relationship(back_populates="sessions")
@@ -204,6 +205,9 @@ class CodexTask(Base):
     working_directory: Mapped[str] = mapped_column(String(1024))
     status: Mapped[str] = mapped_column(String(32), default="pending")
     attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # Which execution the current attempt is (run/activity/attempt): a repeated call of it is
+    # told apart from a new attempt, on this host or another one.
+    attempt_key: Mapped[str | None] = mapped_column(String(255))
     process_id: Mapped[int | None] = mapped_column(Integer)
     thread_id: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

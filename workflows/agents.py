@@ -1,6 +1,7 @@
 """Each role as an OpenAI Agents SDK agent, with the tools it gets.
 
-Workspace tools are activities (``activity_as_tool``) bound to the session by the run context.
+Workspace tools are activities (``activity_as_tool``) bound to the session by the run context and
+run on the host holding its worktree (``workflows.worktree``).
 ``run_codex`` is given by the caller: the pipeline runs it as a workflow-side tool so it can count
 codex tasks, tally their tokens against the budget and turn a failed codex run into text the
 model can act on.
@@ -8,8 +9,10 @@ model can act on.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 from agents import Agent, FunctionTool, RunContextWrapper, Tool, function_tool
 from temporalio.common import RetryPolicy
@@ -19,6 +22,7 @@ from activities.tools import AgentTools
 from core.vocabulary import Role
 from crew.roles import ROLES
 from workflows.types.workspace import AgentContext
+from workflows.worktree import HostCall, SessionWorktree
 
 __all__ = ["CodexInvoker", "build_agent"]
 
@@ -33,7 +37,7 @@ _TOOL_TIMEOUT = timedelta(seconds=60)
 _TOOL_RETRY = RetryPolicy(maximum_attempts=3)
 
 
-def _workspace_tools(role: Role) -> list[Tool]:
+def _workspace_tools(role: Role, worktree: SessionWorktree) -> list[Tool]:
     tools: list[Callable[..., Awaitable[str]]] = [
         AgentTools.read_file,
         AgentTools.search,
@@ -42,10 +46,27 @@ def _workspace_tools(role: Role) -> list[Tool]:
     ]
     if role is Role.PLANNER:
         tools.append(AgentTools.save_agents_md)
-    return [
-        activity_as_tool(fn, start_to_close_timeout=_TOOL_TIMEOUT, retry_policy=_TOOL_RETRY)
-        for fn in tools
-    ]
+    return [_on_host(fn, worktree) for fn in tools]
+
+
+def _on_host(fn: Callable[..., Awaitable[str]], worktree: SessionWorktree) -> FunctionTool:
+    """An ``AgentTools`` activity as a tool (``activity_as_tool``), run on the host that holds
+    the worktree, with its path there: after a move, on the new host."""
+    template = activity_as_tool(fn, start_to_close_timeout=_TOOL_TIMEOUT, retry_policy=_TOOL_RETRY)
+
+    async def invoke(ctx: RunContextWrapper[AgentContext], arguments: str) -> Any:
+        async def call(host: HostCall) -> Any:
+            tool = activity_as_tool(
+                fn, start_to_close_timeout=_TOOL_TIMEOUT, retry_policy=_TOOL_RETRY, **host.options
+            )
+            assert isinstance(tool, FunctionTool)
+            here = ctx.context.model_copy(update={"workspace": host.path})
+            return await tool.on_invoke_tool(dataclasses.replace(ctx, context=here), arguments)  # type: ignore[arg-type]
+
+        return await worktree.on_host(call)
+
+    assert isinstance(template, FunctionTool)
+    return dataclasses.replace(template, on_invoke_tool=invoke)
 
 
 def _codex_tool(invoke: CodexInvoker) -> FunctionTool:
@@ -62,8 +83,16 @@ def _codex_tool(invoke: CodexInvoker) -> FunctionTool:
     return function_tool(run_codex, failure_error_function=None)
 
 
-def build_agent(role: Role, model: str, run_codex: CodexInvoker, *, chat: bool = False) -> Agent:
-    """The role's agent; ``chat`` agents answer in free text instead of a typed report."""
+def build_agent(
+    role: Role,
+    model: str,
+    run_codex: CodexInvoker,
+    worktree: SessionWorktree,
+    *,
+    chat: bool = False,
+) -> Agent:
+    """The role's agent, its workspace tools run on ``worktree``'s host; ``chat`` agents answer
+    in free text instead of a typed report."""
     spec = ROLES[role]
     instructions = spec.instructions + (_CHAT_MODE if chat else "")
     return Agent[AgentContext](
@@ -71,6 +100,6 @@ def build_agent(role: Role, model: str, run_codex: CodexInvoker, *, chat: bool =
         instructions=instructions,
         handoff_description=spec.handoff_description,
         model=model,
-        tools=[_codex_tool(run_codex), *_workspace_tools(role)],
+        tools=[_codex_tool(run_codex), *_workspace_tools(role, worktree)],
         output_type=None if chat else spec.output_type,
     )

@@ -9,6 +9,7 @@ on the ``close`` signal.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any, cast
 
 from temporalio import workflow
@@ -21,11 +22,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes
     from workflows.agents import build_agent
     from workflows.codex_task import codex_for_agent, innermost_reason
-    from workflows.repository import prepare_worktree
     from workflows.types.chat import ChatInput, ChatMessage, ChatReply, ChatStatus
     from workflows.types.codex import CodexTaskRequest
     from workflows.types.repository import WorktreeInput
     from workflows.types.workspace import AgentContext
+    from workflows.worktree import SessionWorktree
 
 __all__ = ["MAX_HISTORY_ITEMS", "AgentChatWorkflow", "trim_history"]
 
@@ -70,17 +71,19 @@ class AgentChatWorkflow:
         self.turn_task: asyncio.Task[ChatReply] | None = None
         self.codex_in_turn = 0
         self.codex_running = 0
-        self.workspace: str | None = None  # the chat's own worktree, once made
+        # A worktree of its own, on branch codexflow/chat-<role>: a chat never sees a session's.
+        self.worktree = SessionWorktree(
+            WorktreeInput(project_id=input.project_id, name=f"chat-{input.role.value}"),
+            lost_after=timedelta(seconds=60),
+        )
+        self.ready = False  # the worktree is made
 
     @workflow.run
     async def run(self, input: ChatInput) -> ChatStatus:
         workflow.upsert_search_attributes([search_attributes.PROJECT.value_set(input.project_id)])
         self.show_details()
-        # A worktree of its own, on branch codexflow/chat-<role>: a chat never sees a session's.
-        worktree = await prepare_worktree(
-            WorktreeInput(project_id=input.project_id, name=f"chat-{input.role.value}")
-        )
-        self.workspace = worktree.path
+        await self.worktree.prepare()
+        self.ready = True
         try:
             await self.serve()
         except BaseException as err:
@@ -177,17 +180,16 @@ class AgentChatWorkflow:
 
     async def take_turn(self, message: str, turn: int) -> ChatReply:
         role = self.input.role
-        await workflow.wait_condition(lambda: self.workspace is not None)
-        assert self.workspace is not None
+        await workflow.wait_condition(lambda: self.ready)
         ctx = AgentContext(
             session_id=workflow.info().workflow_id,
             project_id=self.input.project_id,
-            workspace=self.workspace,
+            workspace=self.worktree.worktree.path,
             role=role,
             iteration=turn,
         )
         self.codex_in_turn = 0
-        agent = build_agent(role, self.input.agent_model, self.run_codex, chat=True)
+        agent = build_agent(role, self.input.agent_model, self.run_codex, self.worktree, chat=True)
         items = [*self.history, {"role": "user", "content": message}]
         try:
             result = await Runner.run(
@@ -213,15 +215,19 @@ class AgentChatWorkflow:
         self.codex_in_turn += 1
         session = ctx.context
         task_id = f"{session.session_id}-{session.iteration}-{self.codex_in_turn}"
-        assert self.workspace is not None
-        request = CodexTaskRequest(
-            workspace=self.workspace,
-            prompt=prompt,
-            heartbeat_timeout_s=self.input.codex_heartbeat_s,
-        )
         self.codex_running += 1
         try:
-            text, _ = await codex_for_agent(request, task_id)
+            text, _ = await self.worktree.on_host(
+                lambda host: codex_for_agent(
+                    CodexTaskRequest(
+                        workspace=host.path,
+                        prompt=prompt,
+                        heartbeat_timeout_s=self.input.codex_heartbeat_s,
+                    ),
+                    task_id,
+                    **host.options,
+                )
+            )
         finally:
             self.codex_running -= 1
         return text

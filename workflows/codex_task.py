@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -22,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         CodexTaskStatus,
     )
     from workflows.types.workspace import Checkpoint, CheckpointInput
+    from workflows.worktree import host_lost
 
 __all__ = ["CodexTaskWorkflow", "codex_for_agent", "innermost_reason", "run_codex"]
 
@@ -38,8 +40,10 @@ async def run_codex(
     base_commit: str | None,
     session_id: str | None = None,
     role: Role | None = None,
+    **options: Any,
 ) -> CodexResult:
-    """The codex activity with timeouts, heartbeats and retries taken from the caller's request."""
+    """The codex activity with timeouts, heartbeats and retries taken from the caller's request
+    (``options``: more ``execute_activity`` options, e.g. the worktree's host queue)."""
     timeout = timedelta(seconds=request.timeout_s) if request.timeout_s else _DEFAULT_CODEX_TIMEOUT
     return await workflow.execute_activity_method(
         CodexRunner.run,
@@ -60,6 +64,7 @@ async def run_codex(
         ),
         # Wait for codex to be stopped before the workflow reports itself cancelled.
         cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        **options,
     )
 
 
@@ -68,15 +73,17 @@ async def codex_for_agent(
     task_id: str,
     session_id: str | None = None,
     role: Role | None = None,
+    **options: Any,
 ) -> tuple[str, CodexResult | None]:
     """An agent's run_codex call: the text the model sees, and codex's result (None if it failed).
 
-    A codex failure that survived its retries becomes text the model can act on; cancellation passes.
+    A codex failure that survived its retries becomes text the model can act on; cancellation,
+    and a host that was lost (the worktree moves, the task is run again), pass.
     """
     try:
-        result = await run_codex(request, task_id, None, session_id, role)
+        result = await run_codex(request, task_id, None, session_id, role, **options)
     except ActivityError as err:
-        if is_cancelled_exception(err):
+        if is_cancelled_exception(err) or host_lost(err):
             raise
         return f"codex failed after retries: {innermost_reason(err)}", None
     return codex_result_for_model(result), result

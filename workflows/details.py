@@ -16,6 +16,12 @@ def current_details(status: PipelineStatus) -> str:
         lines.append(
             f"⏸ waiting for a review of `{awaiting.stage}` since {awaiting.since:%Y-%m-%d %H:%M:%S}Z"
         )
+    if worktree := status.worktree:
+        lines.append(f"worktree on `{worktree.host}`, branch `{worktree.branch}`")
+    for moved in status.moves:
+        lines.append(
+            f"↪ moved from `{moved.from_host}` (lost) to `{moved.to_host}` at `{moved.commit[:10]}`"
+        )
     lines.append(
         f"codex tasks: {status.codex_tasks} · tokens: {status.tokens_used}"
         + (f" / {status.token_budget}" if status.token_budget else "")

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         Role,
         SessionEnded,
         SessionFinished,
+        SessionMoved,
         SessionStatus,
         StageCompleted,
         StageEnded,
@@ -68,6 +69,12 @@ class Journal:
             base_commit=worktree.base_commit,
             head_commit=worktree.head_commit,
             worktree=worktree.path,
+            host=worktree.host,
+        )
+
+    async def worktree_moved(self, moved: SessionMoved, worktree: Worktree) -> None:
+        await self._patch(
+            moved, worktree=worktree.path, host=worktree.host, event=EventKind.SESSION_MOVED
         )
 
     async def stage_started(self, role: Role, iteration: int) -> None:

@@ -6,6 +6,7 @@ rebuilds the agents' state from history without calling the model again for fini
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import TypeVar
 
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         Outcome,
         ReviewReason,
         Role,
+        SessionMoved,
         SessionStatus,
         StageStatus,
     )
@@ -35,12 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.details import current_details, final_summary
     from workflows.journal import Journal
     from workflows.prompts import stage_input, transcript
-    from workflows.repository import (
-        prepare_worktree,
-        push_branch,
-        remove_worktree,
-        repository_overview,
-    )
+    from workflows.repository import push_branch
     from workflows.types.codex import CodexTaskRequest, TokenUsage
     from workflows.types.pipeline import (
         PipelineInput,
@@ -52,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types.repository import Delivery, PushInput, Worktree, WorktreeInput
     from workflows.types.review import AwaitingReview, Review, ReviewSignal
     from workflows.types.workspace import AgentContext, Checkpoint, CheckpointInput, ReadTextInput
+    from workflows.worktree import HostCall, SessionWorktree
 
 __all__ = ["PipelineWorkflow"]
 
@@ -86,7 +84,16 @@ class PipelineWorkflow:
         self.codex_running = 0
         self.live_usage: Usage | None = None  # the current stage's model usage, while it runs
         self.budget = self.options.token_budget
-        self.worktree: Worktree | None = None  # the session's, on branch codexflow/<session>
+        # The session's own worktree, on branch codexflow/<session>, and the host holding it.
+        self.worktree = SessionWorktree(
+            WorktreeInput(
+                project_id=input.project_id,
+                name=input.session_id,
+                base_ref=input.options.base_ref,
+            ),
+            lost_after=timedelta(seconds=input.options.host_lost_after_s),
+            moved=self.worktree_moved,
+        )
         self.overview: str | None = None  # of the repository, for the Planner
         self.head: str | None = None  # the commit the current stage started from
         self.delivery: Delivery | None = None
@@ -143,32 +150,25 @@ class PipelineWorkflow:
 
     async def prepare_worktree(self) -> None:
         """The session's own worktree, on its own branch, from its base ref."""
-        worktree = await prepare_worktree(self.worktree_input())
-        self.worktree, self.head = worktree, worktree.head_commit
-        self.overview = await repository_overview(worktree.path)
+        worktree = await self.worktree.prepare()
+        self.head = worktree.head_commit
         await self.journal.worktree_ready(worktree)
+        self.overview = await self.worktree.overview()
 
-    def worktree_input(self) -> WorktreeInput:
-        return WorktreeInput(
-            project_id=self.input.project_id,
-            name=self.input.session_id,
-            base_ref=self.options.base_ref,
-        )
-
-    @property
-    def workspace(self) -> str:
-        assert self.worktree is not None, "the worktree is made first"
-        return self.worktree.path
+    async def worktree_moved(self, moved: SessionMoved, worktree: Worktree) -> None:
+        """Its host was lost: the session carries on from the last checkpoint elsewhere (the
+        stage's changes are still counted from where it started)."""
+        self.show_details()
+        await self.journal.worktree_moved(moved, worktree)
 
     async def deliver(self) -> str | None:
         """Push the approved branch, as the options ask; why it could not be, if it could not."""
-        assert self.worktree is not None
         try:
             self.delivery = await push_branch(
                 PushInput(
                     project_id=self.input.project_id,
                     session_id=self.input.session_id,
-                    branch=self.worktree.branch,
+                    branch=self.worktree.worktree.branch,
                     remote_branch=self.options.remote_branch,
                 )
             )
@@ -212,12 +212,12 @@ class PipelineWorkflow:
         ctx = AgentContext(
             session_id=self.input.session_id,
             project_id=self.input.project_id,
-            workspace=self.workspace,
+            workspace=self.worktree.worktree.path,
             role=role,
             iteration=self.iteration,
         )
         codex_before = self.codex_tasks
-        agent = build_agent(role, self.options.agent_model, self.run_codex)
+        agent = build_agent(role, self.options.agent_model, self.run_codex, self.worktree)
         overview = self.overview if role is Role.PLANNER else None
         prompt = stage_input(
             role, self.iteration, self.input.user_request, self.stages, fix, feedback, overview
@@ -268,18 +268,25 @@ class PipelineWorkflow:
         self.codex_tasks += 1
         session = ctx.context
         task_id = f"{session.session_id}-{session.role}-{session.iteration}-{self.codex_tasks}"
-        request = CodexTaskRequest(
-            workspace=self.workspace,
-            prompt=prompt,
-            model=self.options.codex_model,
-            sandbox=self.options.codex_sandbox,
-            timeout_s=self.options.codex_timeout_s,
-            heartbeat_timeout_s=self.options.codex_heartbeat_s,
-        )
         self.show_details()
         self.codex_running += 1
         try:
-            text, result = await codex_for_agent(request, task_id, session.session_id, session.role)
+            text, result = await self.worktree.on_host(
+                lambda host: codex_for_agent(
+                    CodexTaskRequest(
+                        workspace=host.path,
+                        prompt=prompt,
+                        model=self.options.codex_model,
+                        sandbox=self.options.codex_sandbox,
+                        timeout_s=self.options.codex_timeout_s,
+                        heartbeat_timeout_s=self.options.codex_heartbeat_s,
+                    ),
+                    task_id,
+                    session.session_id,
+                    session.role,
+                    **host.options,
+                )
+            )
         finally:
             self.codex_running -= 1
         if result:
@@ -382,7 +389,8 @@ class PipelineWorkflow:
     def status(self) -> PipelineStatus:
         return PipelineStatus(
             session_id=self.input.session_id,
-            worktree=self.worktree,
+            worktree=self.worktree.current,
+            moves=self.worktree.moves,
             state=self.state,
             stage=self.stage,
             iteration=self.iteration,
@@ -402,21 +410,29 @@ class PipelineWorkflow:
 
     async def checkpoint(self, message: str) -> Checkpoint:
         """Commit the workspace; changes are counted from the previous checkpoint of this run."""
-        checkpoint = await workflow.execute_activity_method(
-            WorkspaceActivities.checkpoint,
-            CheckpointInput(workspace=self.workspace, message=message, since=self.head),
-            start_to_close_timeout=_ACTIVITY_TIMEOUT,
-            retry_policy=_ACTIVITY_RETRY,
-        )
+
+        def commit(host: HostCall) -> Awaitable[Checkpoint]:
+            return workflow.execute_activity_method(
+                WorkspaceActivities.checkpoint,
+                CheckpointInput(workspace=host.path, message=message, since=self.head),
+                start_to_close_timeout=_ACTIVITY_TIMEOUT,
+                retry_policy=_ACTIVITY_RETRY,
+                **host.options,
+            )
+
+        checkpoint = await self.worktree.on_host(commit)
         self.head = checkpoint.commit
         return checkpoint
 
     async def finish(self, outcome: Outcome) -> PipelineResult:
-        agents_md = await workflow.execute_activity_method(
-            AgentTools.read_workspace_text,
-            ReadTextInput(workspace=self.workspace, path=AGENTS_MD),
-            start_to_close_timeout=_ACTIVITY_TIMEOUT,
-            retry_policy=_ACTIVITY_RETRY,
+        agents_md = await self.worktree.on_host(
+            lambda host: workflow.execute_activity_method(
+                AgentTools.read_workspace_text,
+                ReadTextInput(workspace=host.path, path=AGENTS_MD),
+                start_to_close_timeout=_ACTIVITY_TIMEOUT,
+                retry_policy=_ACTIVITY_RETRY,
+                **host.options,
+            )
         )
         undelivered = None
         if outcome is Outcome.APPROVED and self.options.deliver == "push":
@@ -425,7 +441,7 @@ class PipelineWorkflow:
         self.show_details()
         result = PipelineResult(
             session_id=self.input.session_id,
-            worktree=self.worktree,
+            worktree=self.worktree.current,
             delivery=self.delivery,
             outcome=outcome,
             summary=final_summary(outcome, self.stages, undelivered),
@@ -438,7 +454,7 @@ class PipelineWorkflow:
             outcome, result.summary, agents_md, self.usage, self.codex_tasks, undelivered
         )
         if self.delivery is not None:  # delivered: its worktree goes, its branch stays
-            await remove_worktree(self.worktree_input())
+            await self.worktree.remove()
         return result
 
 

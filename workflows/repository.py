@@ -1,9 +1,8 @@
-"""Repositories from workflows: importing a project's, a session's worktree, and delivery.
+"""Repositories from workflows: importing a project's, and delivering a session's branch.
 
 ``ImportProjectWorkflow`` clones a project's repository (durable: the clone heartbeats and is
 redone elsewhere if its worker dies) and marks the project ready or failed. ``DeliveryWorkflow``
-pushes a finished session's branch on request. The functions are the activity calls the pipeline
-and the chat make for their worktrees.
+pushes a finished session's branch on request (``push_branch``, which the pipeline calls too).
 """
 
 from __future__ import annotations
@@ -24,54 +23,22 @@ with workflow.unsafe.imports_passed_through():
         ImportInput,
         ImportResult,
         PushInput,
-        Worktree,
-        WorktreeInput,
     )
 
 __all__ = [
     "DeliveryWorkflow",
     "ImportProjectWorkflow",
     "import_workflow_id",
-    "prepare_worktree",
     "push_branch",
-    "remove_worktree",
-    "repository_overview",
 ]
 
-_GIT_TIMEOUT = timedelta(minutes=30)  # a checkout of a big repository takes a while
+_GIT_TIMEOUT = timedelta(minutes=30)  # a push of a big repository takes a while
 _RETRY = RetryPolicy(maximum_attempts=5)
 _HEARTBEAT = timedelta(seconds=30)
 
 
 def import_workflow_id(project_id: str) -> str:
     return f"import-{project_id}"
-
-
-async def prepare_worktree(input: WorktreeInput) -> Worktree:
-    return await workflow.execute_activity_method(
-        RepositoryActivities.prepare_worktree,
-        input,
-        start_to_close_timeout=_GIT_TIMEOUT,
-        retry_policy=_RETRY,
-    )
-
-
-async def remove_worktree(input: WorktreeInput) -> None:
-    await workflow.execute_activity_method(
-        RepositoryActivities.remove_worktree,
-        input,
-        start_to_close_timeout=_GIT_TIMEOUT,
-        retry_policy=_RETRY,
-    )
-
-
-async def repository_overview(workspace: str) -> str:
-    return await workflow.execute_activity_method(
-        RepositoryActivities.repository_overview,
-        workspace,
-        start_to_close_timeout=timedelta(minutes=2),
-        retry_policy=_RETRY,
-    )
 
 
 async def push_branch(input: PushInput) -> Delivery:

@@ -120,7 +120,7 @@ async def test_codex_task_lifecycle_twice_leaves_one_row(recorder: Recorder) -> 
     result = CodexResult(task_id=task.task_id, exit_code=0, success=True, final_message="done",
                          changed_files=["calc.py"])  # fmt: skip
     for _ in range(2):
-        await recorder.codex_started(task, attempt=1, pid=123)
+        assert await recorder.codex_started(task, "run/7/1", pid=123) == 1
         await recorder.codex_finished(task, 1, CodexTaskState.COMPLETED, result)
     assert await count(recorder, CodexTask) == 1
     async with recorder.db() as db:
@@ -128,6 +128,23 @@ async def test_codex_task_lifecycle_twice_leaves_one_row(recorder: Recorder) -> 
         assert row is not None and row.status == "completed" and row.output_files == ["calc.py"]
         assert row.session_id == "s1" and row.agent_type == "builder" and row.exit_code == 0
     assert (await kinds(recorder)).count("codex.finished") == 1
+
+
+async def test_a_codex_task_redone_elsewhere_counts_its_attempts_on(recorder: Recorder) -> None:
+    """Temporal's second attempt, then the task run again by a new activity (on the host that
+    took the session over, whose Temporal attempt is 1 again): attempts 2 and 3, each once."""
+    await RecordActivities(recorder).session_start(START)
+    task = CodexTaskInput(task_id="s1-builder-1-1", workspace="/host-a/ws", prompt="p",
+                          session_id="s1", role=Role.BUILDER)  # fmt: skip
+    assert await recorder.codex_started(task, "run/7/1", pid=1) == 1
+    assert await recorder.codex_started(task, "run/7/2", pid=2, attempt=2) == 2
+    moved = task.model_copy(update={"workspace": "/host-b/ws"})
+    for _ in range(2):
+        assert await recorder.codex_started(moved, "run/9/1", pid=3) == 3
+    async with recorder.db() as db:
+        row = await db.get(CodexTask, task.task_id)
+        assert row is not None and row.attempt == 3 and row.working_directory == "/host-b/ws"
+    assert (await kinds(recorder)).count("codex.started") == 3
 
 
 async def test_an_import_shows_its_progress_then_settles_once(recorder: Recorder) -> None:

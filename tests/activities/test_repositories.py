@@ -49,7 +49,9 @@ async def test_an_import_retried_after_a_crash_clears_what_the_dead_attempt_left
     spec = ImportInput(
         project_id="p7", repository=RepositorySpec(url=str(tmp_path / "origins" / "calc.git"))
     )
-    result = await env.run(RepositoryActivities(local_settings, recorder).import_repository, spec)
+    result = await env.run(
+        RepositoryActivities(local_settings, recorder, "q@here").import_repository, spec
+    )
 
     assert result.default_branch == "main" and result.head_commit == head
     assert not leftover.exists() and beats
@@ -61,7 +63,9 @@ async def test_an_import_retried_after_a_crash_clears_what_the_dead_attempt_left
         "packs: 1"
     )
     # Done once: an attempt after it landed finds it there.
-    again = await env.run(RepositoryActivities(local_settings, recorder).import_repository, spec)
+    again = await env.run(
+        RepositoryActivities(local_settings, recorder, "q@here").import_repository, spec
+    )
     assert again == result
 
 
@@ -72,7 +76,7 @@ async def test_the_worker_refuses_a_location_whatever_started_it(
     spec = ImportInput(project_id="p8", repository=RepositorySpec(url=url))
     with pytest.raises(ApplicationError) as refused:
         await ActivityEnvironment().run(
-            RepositoryActivities(local_settings, recorder).import_repository, spec
+            RepositoryActivities(local_settings, recorder, "q@here").import_repository, spec
         )
     assert refused.value.type == "RemoteNotAllowed" and refused.value.non_retryable
     assert not ProjectRepos(local_settings).central("p8").git_dir.exists()
@@ -83,7 +87,7 @@ async def test_a_lost_worktree_is_rebuilt_from_its_branch(
 ) -> None:
     """A host that lost a session's worktree (a new disk, another host) makes it again from the
     branch's last commit in the central repository, not from the base."""
-    activities, env = RepositoryActivities(settings, recorder), ActivityEnvironment()
+    activities, env = RepositoryActivities(settings, recorder, "q@here"), ActivityEnvironment()
     made = await env.run(
         activities.prepare_worktree, WorktreeInput(project_id=project_id, name="s1")
     )

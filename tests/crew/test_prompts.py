@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -14,7 +15,9 @@ from workflows.agents import build_agent
 from workflows.prompts import codex_result_for_model, stage_input, transcript
 from workflows.types.codex import CodexResult, TokenUsage
 from workflows.types.pipeline import StageRecord
+from workflows.types.repository import WorktreeInput
 from workflows.types.workspace import AgentContext, Checkpoint
+from workflows.worktree import SessionWorktree
 
 
 def _qa_record(summary: str) -> StageRecord:
@@ -86,20 +89,23 @@ async def _no_codex(ctx: object, prompt: str) -> str:
     return "unused"
 
 
+_WORKTREE = SessionWorktree(WorktreeInput(project_id="p1", name="s1"), timedelta(seconds=60))
+
+
 @pytest.mark.parametrize("role", list(Role))
 def test_each_role_gets_its_tools_and_report_type(role: Role) -> None:
-    agent = build_agent(role, "gpt-5.5", _no_codex)
+    agent = build_agent(role, "gpt-5.5", _no_codex, _WORKTREE)
     names = [tool.name for tool in agent.tools]
     expected = ["run_codex", "read_file", "search", "list_files", "read_agents_md"]
     assert names == expected + (["save_agents_md"] if role is Role.PLANNER else [])
     assert agent.output_type is not None and agent.model == "gpt-5.5"
-    chat = build_agent(role, "gpt-5.5", _no_codex, chat=True)
+    chat = build_agent(role, "gpt-5.5", _no_codex, _WORKTREE, chat=True)
     assert chat.output_type is None and "CHAT MODE" in str(chat.instructions)
 
 
 def test_tool_schemas_hide_the_run_context() -> None:
     """The model chooses only a path or a prompt; the workspace comes from the AgentContext."""
-    agent = build_agent(Role.PLANNER, "gpt-5.5", _no_codex)
+    agent = build_agent(Role.PLANNER, "gpt-5.5", _no_codex, _WORKTREE)
     schemas = {t.name: t.params_json_schema for t in agent.tools if isinstance(t, FunctionTool)}
     assert set(schemas["read_file"]["properties"]) == {"path", "start_line", "max_lines"}
     assert set(schemas["search"]["properties"]) == {"pattern", "path"}

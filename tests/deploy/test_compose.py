@@ -150,7 +150,9 @@ def test_the_stack_has_its_services_and_named_volumes(compose: dict[str, Any]) -
         "worker",
         "api",
     } <= set(compose["services"])
-    assert {"pgdata", "workspaces", "repos", "codex-home"} <= set(compose["volumes"])
+    assert {"pgdata", "workspaces", "workspaces-b", "repos", "codex-home"} <= set(
+        compose["volumes"]
+    )
 
 
 def test_every_mounted_volume_is_declared_and_every_bind_source_exists(
@@ -270,20 +272,29 @@ def test_only_loopback_ports_are_published(services: dict[str, dict[str, Any]]) 
     assert {"api", "temporal-ui"} <= set(published)
 
 
-def test_worker_and_api_share_the_workspaces_repos_and_codex_home(
+def test_everyone_shares_the_repositories_and_each_worker_machine_has_its_own_disk(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    for name in ("worker", "api"):
+    """The central repositories and codex's login are shared by the API and every worker
+    machine; worktrees are a machine's own, under an identity of its own."""
+    workspaces: dict[str, str] = {}
+    for name in ("worker", "worker-b", "api"):
         service = services[name]
         env = effective_env(service)
         targets = {source: target for source, target in mounts(service) if not is_bind(source)}
-        assert targets.get("workspaces") == env["CODEXFLOW_WORKSPACES_ROOT"], (
-            f"{name}: the workspaces volume is not where CODEXFLOW_WORKSPACES_ROOT points"
-        )
-        assert targets.get("codex-home") == env["CODEXFLOW_CODEX_HOME"], (
-            f"{name}: the codex-home volume is not CODEXFLOW_CODEX_HOME"
-        )
         assert targets.get("repos") == env["CODEXFLOW_REPOS_ROOT"], name
+        assert targets.get("codex-home") == env["CODEXFLOW_CODEX_HOME"], name
+        own = [v for v, target in targets.items() if target == env["CODEXFLOW_WORKSPACES_ROOT"]]
+        if name == "api":
+            assert not own, "the API never touches a worktree"
+            continue
+        [workspaces[name]] = own
+        assert env["CODEXFLOW_WORKER_HOST"], name
+    assert workspaces == {"worker": "workspaces", "worker-b": "workspaces-b"}
+    hosts = {effective_env(services[n])["CODEXFLOW_WORKER_HOST"] for n in ("worker", "worker-b")}
+    assert len(hosts) == 2, "two machines need two identities"
+    assert services["worker-b"]["profiles"] == ["two-hosts"]
+    assert services["worker-b"]["security_opt"] == services["worker"]["security_opt"]
 
 
 def test_the_worker_gets_exactly_what_bubblewrap_needs(

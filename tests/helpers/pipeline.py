@@ -4,19 +4,41 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.openai_agents.testing import TestModelProvider
 from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
+from devkit.brain import PipelineBrain
+from devkit.responses_server import ToolCall, Turn
 from tests.helpers.temporal import temporal_address
 from worker import agents_plugin
 from workflows.pipeline import PipelineWorkflow
 
-__all__ = ["Start", "pipeline_client", "wait_for_review"]
+__all__ = ["SlowBuilderCodex", "Start", "pipeline_client", "wait_for_review"]
 
 Start = Callable[..., Awaitable[WorkflowHandle]]
+
+
+class SlowBuilderCodex:
+    """The offline brain, with ``directives`` (fake codex's ``@fake`` lines) added to the
+    Builder's codex prompts: a codex task that takes a while, so a worker can be killed in it."""
+
+    def __init__(self, directives: str) -> None:
+        self.brain = PipelineBrain(fake_codex=True)
+        self.directives = directives
+
+    def reply(self, request: dict[str, Any]) -> Turn:
+        turn = self.brain.reply(request)
+        if (
+            isinstance(turn, ToolCall)
+            and turn.name == "run_codex"
+            and "ROLE: builder" in str(request.get("instructions"))
+        ):
+            return ToolCall("run_codex", {"prompt": turn.arguments["prompt"] + self.directives})
+        return turn
 
 
 async def pipeline_client(env: WorkflowEnvironment, settings: Settings, model) -> Client:

@@ -23,12 +23,12 @@ from activities.records import Recorder
 from config import Settings
 from core.repos import ProjectRepos
 from devkit.agent_model import ScriptedAgentModel, pipeline_script
-from devkit.brain import PipelineBrain, count_by_role
+from devkit.brain import count_by_role
 from devkit.processes import scratch_settings, spawn_worker, start_dev_server
-from devkit.responses_server import ScriptedResponsesServer, ToolCall, Turn
+from devkit.responses_server import ScriptedResponsesServer
 from store.db import make_engine
 from store.models import CodexTask, Conversation, Message
-from tests.helpers.pipeline import wait_for_review
+from tests.helpers.pipeline import SlowBuilderCodex, wait_for_review
 from tests.helpers.processes import alive, codex_pid, wait_for
 from tests.helpers.temporal import temporal_address
 from worker import agents_plugin, build_worker
@@ -36,24 +36,6 @@ from workflows.pipeline import PipelineWorkflow
 from workflows.types.pipeline import PipelineInput, PipelineOptions, PipelineResult
 
 HISTORY = Path(__file__).parent / "histories" / "pipeline_full.json"
-
-
-class SlowBuilderCodex:
-    """The brain, with the builder's codex tasks slowed so a worker can be killed during one."""
-
-    def __init__(self) -> None:
-        self.brain = PipelineBrain(fake_codex=True)
-
-    def reply(self, request: dict[str, Any]) -> Turn:
-        turn = self.brain.reply(request)
-        if (
-            isinstance(turn, ToolCall)
-            and turn.name == "run_codex"
-            and "ROLE: builder" in str(request.get("instructions"))
-        ):
-            prompt = turn.arguments["prompt"] + "\n@fake pidfile=codex.pid\n@fake sleep=3"
-            return ToolCall("run_codex", {"prompt": prompt})
-        return turn
 
 
 def pipeline_input(session_id: str | None = None, **options: Any) -> PipelineInput:
@@ -75,7 +57,9 @@ async def test_worker_killed_mid_stage_repeats_no_finished_model_turn(
     worktree: Path,
     tmp_path,
 ) -> None:
-    with ScriptedResponsesServer(SlowBuilderCodex()) as llm:
+    with ScriptedResponsesServer(
+        SlowBuilderCodex("\n@fake pidfile=codex.pid\n@fake sleep=3")
+    ) as llm:
         settings = settings.model_copy(
             update={
                 "temporal_address": temporal_address(temporal_dev),

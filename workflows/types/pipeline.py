@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from config import Sandbox
-from core.vocabulary import Outcome, Role, SessionStatus
+from core.vocabulary import Outcome, Role, SessionMoved, SessionStatus
 from crew.reports import StageReport
 from workflows.types.codex import TokenUsage
 from workflows.types.repository import Delivery, Worktree
@@ -54,6 +54,13 @@ class PipelineOptions(BaseModel):
     remote_branch: str | None = Field(
         default=None, max_length=255, description="the branch pushed to (default: its own name)"
     )
+    host_lost_after_s: float = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="a host that leaves work on its worktree unstarted this long is taken for "
+        "lost: another host rebuilds the worktree from its last checkpoint and carries on",
+    )
 
 
 class PipelineInput(BaseModel):
@@ -89,6 +96,7 @@ class PipelineStatus(BaseModel):
 
     session_id: str
     worktree: Worktree | None = None
+    moves: list[SessionMoved] = Field(default_factory=list)  # hosts lost, and where it went
     state: SessionStatus
     stage: Role | None
     iteration: int

@@ -41,6 +41,7 @@ class SessionPatch(BaseModel):
     base_commit: str | None = None
     head_commit: str | None = None
     worktree: str | None = None
+    host: str | None = None
     finished: bool = False
     event: EventKind | None = None
     event_payload: dict[str, Any] = Field(default_factory=dict)  # the kind's payload model, dumped

@@ -57,6 +57,8 @@ class Worktree(BaseModel):
     branch: str
     base_commit: str  # where the branch started
     head_commit: str  # where the worktree stands now
+    host: str  # the machine whose disk holds it
+    task_queue: str  # that machine's queue: where the activities that touch it run
 
 
 class PushInput(BaseModel):
