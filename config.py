@@ -7,8 +7,16 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -58,6 +66,11 @@ class Settings(BaseSettings):
     max_archive_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
     max_archive_entries: int = Field(default=100_000, gt=0)
     database_url: str = f"sqlite+aiosqlite:///{STATE_DIR / 'codexflow.db'}"
+    # Workflow payloads past this many bytes (a model call's input is the whole conversation)
+    # are kept in the records database and history holds a reference (Temporal's External
+    # Storage); they go once their workflow is past its retention (swept every hour).
+    payload_threshold_bytes: int = Field(default=4096, ge=256)
+    payload_sweep_interval_s: float = Field(default=3600, gt=0)
 
     # Codex CLI
     codex_bin: str | None = None
@@ -107,6 +120,9 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=lambda: ["http://localhost:3000", "http://localhost:5173"]
     )
+    # The key in the path of the Temporal UI's codec endpoint (`/api/codec/<key>`); unset: one
+    # derived from the API token (set it where the UI's setting is written by hand, as compose).
+    codec_key: SecretStr | None = None
 
     # Observability
     log_format: Literal["text", "json"] = "text"
@@ -114,11 +130,11 @@ class Settings(BaseSettings):
     # host:port where a worker serves Prometheus /metrics (its own and the Temporal SDK's); unset = off
     worker_metrics_address: str | None = None
 
-    @field_validator("api_token")
+    @field_validator("api_token", "codec_key")
     @classmethod
-    def _no_weak_token(cls, token: SecretStr | None) -> SecretStr | None:
+    def _no_weak_token(cls, token: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if token is not None and (problem := weak_token(token.get_secret_value())):
-            raise ValueError(f"CODEXFLOW_API_TOKEN {problem}")
+            raise ValueError(f"CODEXFLOW_{(info.field_name or '').upper()} {problem}")
         return token
 
     @model_validator(mode="after")
@@ -135,6 +151,12 @@ class Settings(BaseSettings):
 
     def repos_path(self) -> Path:
         return (self.repos_root or self.workspaces_root.parent / "repos").resolve()
+
+    @property
+    def temporal_ui_origin(self) -> str:
+        """The Temporal Web UI's origin: its codec calls reach the API from there."""
+        parts = urlsplit(self.temporal_ui_url)
+        return f"{parts.scheme}://{parts.netloc}"
 
     def sandbox_for(self, requested: Sandbox | None) -> Sandbox:
         """The sandbox a codex task runs in: what was asked for, never looser than the ceiling.

@@ -27,17 +27,19 @@ from temporalio.worker import Worker
 
 from activities.registry import worker_activities
 from config import Settings, get_settings
-from core.temporal import connect
 from core.vocabulary import host_task_queue
 from observability.logs import configure_logging
 from observability.metrics import MeteredModelProvider, worker_runtime
 from store.db import make_engine
+from store.payloads import payloads_of, sweeping
 from store.schema import SchemaOutOfDate, check_schema
+from store.temporal import connect
 from workflows.chat import AgentChatWorkflow
 from workflows.codex_task import CodexTaskWorkflow
 from workflows.pipeline import PipelineWorkflow
 from workflows.repository import DeliveryWorkflow, ImportProjectWorkflow
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
+from workflows.stage import StageWorkflow
 
 __all__ = ["WORKFLOWS", "agents_plugin", "build_worker", "ensure_search_attributes", "main"]
 
@@ -45,6 +47,7 @@ log = logging.getLogger("codexflow.worker")
 
 WORKFLOWS = [
     PipelineWorkflow,
+    StageWorkflow,
     CodexTaskWorkflow,
     AgentChatWorkflow,
     ImportProjectWorkflow,
@@ -172,8 +175,15 @@ async def main(settings: Settings | None = None, upgrade: bool = False) -> None:
         settings.task_queue,
         host_task_queue(settings.task_queue, settings.worker_host),
     )
-    async with build_worker(client, settings):
-        await stop.wait()
+    sweeper = asyncio.create_task(
+        sweeping(client, timedelta(seconds=settings.payload_sweep_interval_s))
+    )
+    try:
+        async with build_worker(client, settings):
+            await stop.wait()
+    finally:
+        sweeper.cancel()
+        await payloads_of(client).close()
 
 
 def run(upgrade: bool = False) -> None:

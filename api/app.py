@@ -15,7 +15,17 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import require_token, require_token_or_query
 from api.guard import Guard
-from api.routes import agents, codex_tasks, events, files, health, projects, sessions, ws
+from api.routes import (
+    agents,
+    codec,
+    codex_tasks,
+    events,
+    files,
+    health,
+    projects,
+    sessions,
+    ws,
+)
 from api.state import ApiState, StreamSlots, TemporalConnector, TemporalUnavailable
 from config import Settings, get_settings
 from observability.api_metrics import CONTENT_TYPE_LATEST, ApiMetrics, MetricsMiddleware
@@ -23,6 +33,7 @@ from observability.logs import bind_log_ids
 from store.db import make_engine, make_sessionmaker
 from store.events import EventLog
 from store.hub import EventHub
+from store.payloads import DatabasePayloads
 from store.schema import check_schema
 
 __all__ = ["create_app"]
@@ -45,10 +56,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             events=events,
             hub=EventHub(events),
             streams=StreamSlots(settings.max_streams),
+            payloads=DatabasePayloads(settings.database_url),
         )
         try:
             yield
         finally:
+            await app.state.api.payloads.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -60,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=settings.cors_origins,
+        allow_origins=[*settings.cors_origins, settings.temporal_ui_origin],
         allow_methods=["*"],
         allow_headers=["*"],
     )
@@ -77,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(health.router)
+    app.include_router(codec.router)  # the key in its path stands for the token
     for router in (projects.router, files.router, sessions.router, codex_tasks.router):
         app.include_router(router, dependencies=[Depends(require_token)])
     app.include_router(agents.router, dependencies=[Depends(require_token)])

@@ -9,7 +9,8 @@ In order, for HTTP requests:
    cross-site form cannot upload a file).
 3. **Token** — every ``/api/`` route but ``/api/health``, and ``/metrics``, need the bearer token
    (``?token=`` too, on the event streams, which browsers open without headers): 401 before the
-   body is read.
+   body is read. The Temporal UI's codec endpoint (``/api/codec/<key>/``) has a key derived from
+   the token in its path instead (``api/routes/codec.py``).
 4. **Body size** — the declared ``Content-Length``, then the bytes as they stream, against one
    limit per route (uploads ``CODEXFLOW_MAX_UPLOAD_BYTES``, everything else
    ``CODEXFLOW_MAX_REQUEST_BYTES``): 413 without reading past it.
@@ -35,6 +36,7 @@ from config import Settings
 __all__ = ["BodyTooLarge", "Guard"]
 
 _PUBLIC_API = frozenset({"/api/health"})
+_CODEC = "/api/codec/"
 _QUERY_TOKEN_PATHS = re.compile(r"^/api/sessions/[^/]+/events$")
 _UPLOAD_PATHS = ("/api/files/upload/", "/api/projects")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -75,7 +77,9 @@ class Guard:
         token = settings.api_token
         self.token = token.get_secret_value().encode() if token else None
         self.hosts = {host.lower().strip("[]") for host in settings.allowed_hosts}
-        self.origins = {origin.rstrip("/") for origin in settings.cors_origins}
+        self.origins = {
+            o.rstrip("/") for o in [*settings.cors_origins, settings.temporal_ui_origin]
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -110,7 +114,9 @@ class Guard:
 
     def _token(self, scope: Scope) -> tuple[int, str, dict[str, str]] | None:
         path: str = scope["path"]
-        needs = (path.startswith("/api/") and path not in _PUBLIC_API) or path == "/metrics"
+        needs = (
+            path.startswith("/api/") and path not in _PUBLIC_API and not path.startswith(_CODEC)
+        ) or path == "/metrics"
         if self.token is None or not needs or scope["method"] == "OPTIONS":
             return None
         presented = None

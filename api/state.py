@@ -15,9 +15,10 @@ from temporalio.client import Client
 
 from api.schemas import CodexCheck
 from config import Settings
-from core.temporal import connect
 from store.events import EventLog
 from store.hub import EventHub
+from store.payloads import DatabasePayloads
+from store.temporal import connect
 
 __all__ = [
     "ApiState",
@@ -96,6 +97,7 @@ class ApiState:
     events: EventLog
     hub: EventHub  # one follower per followed session, fanned out to its subscribers
     streams: StreamSlots
+    payloads: DatabasePayloads  # the payloads kept out of history, for the Temporal UI's codec
     codex_check: Cached[CodexCheck] = field(default_factory=lambda: Cached(60.0))
 
 

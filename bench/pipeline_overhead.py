@@ -25,6 +25,7 @@ from temporalio.openai_agents.testing import TestModelProvider  # noqa: E402
 from config import Settings  # noqa: E402
 from core.repos import ProjectRepos  # noqa: E402
 from devkit.agent_model import ScriptedAgentModel, pipeline_script  # noqa: E402
+from devkit.histories import with_children  # noqa: E402
 from devkit.processes import scratch_settings, start_dev_server  # noqa: E402
 from worker import agents_plugin, build_worker  # noqa: E402
 from workflows.pipeline import PipelineWorkflow  # noqa: E402
@@ -48,17 +49,18 @@ async def one_run(client: Client, settings: Settings) -> tuple[float, int, float
     )
     await handle.result()
     wall = time.perf_counter() - start
-    started: dict[int, float] = {}
     busy, count = 0.0, 0
-    async for event in handle.fetch_history_events():
-        if event.HasField("activity_task_started_event_attributes"):
-            started[event.activity_task_started_event_attributes.scheduled_event_id] = (
-                event.event_time.ToDatetime().timestamp()
-            )
-        elif event.HasField("activity_task_completed_event_attributes"):
-            scheduled = event.activity_task_completed_event_attributes.scheduled_event_id
-            busy += event.event_time.ToDatetime().timestamp() - started[scheduled]
-            count += 1
+    for history in await with_children(client, handle.id):  # the session and its stages
+        started: dict[int, float] = {}
+        for event in history.events:
+            if event.HasField("activity_task_started_event_attributes"):
+                started[event.activity_task_started_event_attributes.scheduled_event_id] = (
+                    event.event_time.ToDatetime().timestamp()
+                )
+            elif event.HasField("activity_task_completed_event_attributes"):
+                scheduled = event.activity_task_completed_event_attributes.scheduled_event_id
+                busy += event.event_time.ToDatetime().timestamp() - started[scheduled]
+                count += 1
     return wall, count, busy
 
 

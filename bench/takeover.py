@@ -36,6 +36,7 @@ from activities.records import Recorder  # noqa: E402
 from activities.repositories import RepositoryActivities  # noqa: E402
 from config import Settings  # noqa: E402
 from devkit.chaos import SlowBrain  # noqa: E402
+from devkit.histories import with_children  # noqa: E402
 from devkit.processes import host_settings, scratch_settings, spawn_worker, start_dev_server  # noqa: E402
 from devkit.responses_server import ScriptedResponsesServer  # noqa: E402
 from store.db import make_engine  # noqa: E402
@@ -60,21 +61,22 @@ async def codex_on(recorder: Recorder, root: Path, within: float = 120) -> None:
 
 async def prepare_seconds(client: Client, workflow_id: str) -> float:
     """How long the last ``prepare_worktree`` ran (the rebuild on the host that took over)."""
-    started: dict[int, float] = {}
-    prepares: set[int] = set()
     last = 0.0
-    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
-        when = event.event_time.ToDatetime().timestamp()
-        if event.HasField("activity_task_scheduled_event_attributes"):
-            attributes = event.activity_task_scheduled_event_attributes
-            if attributes.activity_type.name == "prepare_worktree":
-                prepares.add(event.event_id)
-        elif event.HasField("activity_task_started_event_attributes"):
-            started[event.activity_task_started_event_attributes.scheduled_event_id] = when
-        elif event.HasField("activity_task_completed_event_attributes"):
-            scheduled = event.activity_task_completed_event_attributes.scheduled_event_id
-            if scheduled in prepares:
-                last = when - started[scheduled]
+    for history in await with_children(client, workflow_id):
+        started: dict[int, float] = {}
+        prepares: set[int] = set()
+        for event in history.events:
+            when = event.event_time.ToDatetime().timestamp()
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                attributes = event.activity_task_scheduled_event_attributes
+                if attributes.activity_type.name == "prepare_worktree":
+                    prepares.add(event.event_id)
+            elif event.HasField("activity_task_started_event_attributes"):
+                started[event.activity_task_started_event_attributes.scheduled_event_id] = when
+            elif event.HasField("activity_task_completed_event_attributes"):
+                scheduled = event.activity_task_completed_event_attributes.scheduled_event_id
+                if scheduled in prepares:
+                    last = when - started[scheduled]
     return last
 
 

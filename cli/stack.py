@@ -87,7 +87,14 @@ def dev_server_command(
     cmd += ["--log-level", "warn"]
     # By default the UI port is the one in CODEXFLOW_TEMPORAL_UI_URL, the address links point at.
     ui_port = ui_port or _url_host_port(settings.temporal_ui_url)[1]
-    cmd += ["--headless"] if headless else ["--ui-port", str(ui_port)]
+    if headless:
+        cmd += ["--headless"]
+    else:
+        from api.routes.codec import codec_endpoint  # the API's, only when there is a UI
+
+        # The UI reads the payloads kept out of history through the API's codec endpoint.
+        cmd += ["--ui-port", str(ui_port)]
+        cmd += ["--ui-codec-endpoint", codec_endpoint(settings, settings.api_url)]
     for key in SEARCH_ATTRIBUTES:
         cmd += ["--search-attribute", f"{key.name}=Keyword"]
     return cmd

@@ -40,8 +40,8 @@ def resolve_task_workspace(settings: Settings, workspace: str) -> Path:
 async def _run_task(
     settings: Settings, prompt: str, workspace: Path, wait: bool, **options: Any
 ) -> int:
-    from core.temporal import connect
     from core.workspaces import create_workspace
+    from store.temporal import connect
     from workflows.codex_task import CodexTaskWorkflow
     from workflows.types.codex import CodexTaskRequest
 

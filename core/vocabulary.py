@@ -43,6 +43,7 @@ __all__ = [
     "host_task_queue",
     "payload_of",
     "session_id_of",
+    "stage_workflow_id",
     "session_workflow_id",
     "temporal_ui_url",
 ]
@@ -288,10 +289,15 @@ def session_workflow_id(session_id: str) -> str:
     return f"{_SESSION_PREFIX}{session_id}"
 
 
+def stage_workflow_id(session_id: str, role: Role | str, iteration: int) -> str:
+    """The id of one stage iteration of a session (a StageWorkflow, its PipelineWorkflow's child)."""
+    return f"{session_workflow_id(session_id)}.{Role(role).value}-{iteration}"
+
+
 def session_id_of(workflow_id: str) -> str | None:
-    """The session of a PipelineWorkflow id; None for another workflow's id."""
+    """The session of a PipelineWorkflow's (or one of its stages') id; None for another's."""
     if workflow_id.startswith(_SESSION_PREFIX):
-        return workflow_id.removeprefix(_SESSION_PREFIX)
+        return workflow_id.removeprefix(_SESSION_PREFIX).split(".", 1)[0]
     return None
 
 

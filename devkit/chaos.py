@@ -49,7 +49,6 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.records import Recorder
 from cli.client import ApiClient
@@ -58,11 +57,13 @@ from config import PROJECT_ROOT, Settings, settings_env
 from core.children import die_with_parent
 from core.repos import ProjectRepos, branch_of
 from devkit.brain import PipelineBrain
+from devkit.histories import with_children
 from devkit.processes import free_port, host_settings, scratch_settings, spawn_worker
 from devkit.responses_server import ScriptedResponsesServer, Stall, ToolCall, Turn
 from store.db import make_engine
 from store.events import Event
 from store.models import CodexTask, RunSession
+from store.temporal import connect
 from workflows.pipeline import PipelineWorkflow
 from workflows.types.pipeline import PipelineResult
 
@@ -439,11 +440,7 @@ async def judge(
     """Fill ``report`` with what the runs did: completion, repeated model calls, codex attempts,
     stalls and (``lifecycle``) the lifecycle events in the log."""
     statuses = await stack.statuses(runs)
-    client = await Client.connect(
-        stack.settings.temporal_address,
-        namespace=stack.settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
-    )
+    client = await connect(stack.settings)
     report.runs_started = len(runs)
     for run in runs:
         handle = client.get_workflow_handle_for(PipelineWorkflow.run, f"session-{run.session_id}")
@@ -506,23 +503,26 @@ async def _completion_problem(
 
 
 async def _model_retries(client: Client, workflow_id: str) -> int:
-    """Extra attempts of the run's model activities: from its history (the started event of an
-    activity records the attempt that ran to its end) and, while one runs, the description."""
+    """Extra attempts of the run's model activities, in the session's workflow and its stages'
+    (child workflows): from each history (the started event of an activity records the attempt
+    that ran to its end) and, while one runs, the description."""
     handle = client.get_workflow_handle(workflow_id)
     retries = sum(
         pending.attempt - 1
         for pending in (await handle.describe()).raw_description.pending_activities
         if pending.activity_type.name == MODEL_ACTIVITY
     )
-    model_activities: set[int] = set()
-    async for event in handle.fetch_history_events():
-        if event.HasField("activity_task_scheduled_event_attributes"):
-            if event.activity_task_scheduled_event_attributes.activity_type.name == MODEL_ACTIVITY:
-                model_activities.add(event.event_id)
-        elif event.HasField("activity_task_started_event_attributes"):
-            started = event.activity_task_started_event_attributes
-            if started.scheduled_event_id in model_activities:
-                retries += started.attempt - 1
+    for history in await with_children(client, workflow_id):
+        model_activities: set[int] = set()
+        for event in history.events:
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                scheduled = event.activity_task_scheduled_event_attributes
+                if scheduled.activity_type.name == MODEL_ACTIVITY:
+                    model_activities.add(event.event_id)
+            elif event.HasField("activity_task_started_event_attributes"):
+                started = event.activity_task_started_event_attributes
+                if started.scheduled_event_id in model_activities:
+                    retries += started.attempt - 1
     return retries
 
 

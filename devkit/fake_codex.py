@@ -24,6 +24,7 @@ steered by ``@fake key[=value]`` lines in the prompt, applied in order:
     error=MESSAGE   fail with MESSAGE: `error` + `turn.failed` events, MESSAGE on stderr
     tokens=IN,OUT   usage reported by turn.completed
     message=TEXT    final agent message (default "Done.")
+    message_bytes=N a final agent message of N bytes of filler text
     pidfile=PATH    write our pid there before anything else (relative to the workspace)
 
 It writes nothing outside the workspace, the -o file and the pidfile (CODEX_HOME is left alone).
@@ -50,7 +51,16 @@ from typing import Any
 VERSION = "codex-cli 0.169.0 (fake)"
 DIRECTIVE = "@fake"
 SANDBOXES = ("read-only", "workspace-write", "danger-full-access")
-SETTINGS = {"delay", "tokens", "message", "exit", "error", "ignore_term", "pidfile"}
+SETTINGS = {
+    "delay",
+    "tokens",
+    "message",
+    "message_bytes",
+    "exit",
+    "error",
+    "ignore_term",
+    "pidfile",
+}
 ACTIONS = {"write", "append", "delete", "cmd", "events", "sleep", "hang", "child", "garbage"}
 
 
@@ -109,6 +119,9 @@ class Settings:
             self.tokens = (int(tokens_in), int(tokens_out))
         elif key == "message":
             self.message = unescape(value)
+        elif key == "message_bytes":
+            filler = "codex output: all checks pass, nothing else to report. "
+            self.message = (filler * (int(value) // len(filler) + 1))[: int(value)]
         elif key == "exit":
             self.exit_code = int(value or 1)
         elif key == "error":

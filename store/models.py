@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -34,6 +35,8 @@ __all__ = [
     "ProjectFile",
     "RunSession",
     "SessionEvent",
+    "StoredPayload",
+    "StoredPayloadRef",
     "new_id",
     "utcnow",
 ]
@@ -244,3 +247,29 @@ class SessionEvent(Base):
         Index("ix_session_events_task", "codex_task_id", "id"),
         {"sqlite_autoincrement": True},
     )
+
+
+class StoredPayload(Base):
+    """A workflow payload kept out of Temporal's history (``store/payloads.py``): by the SHA-256
+    of the serialized payload, compressed."""
+
+    __tablename__ = "stored_payloads"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)  # serialized, before compression
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    touched_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StoredPayloadRef(Base):
+    """Which workflow a stored payload was stored for: it lives as long as one of them does."""
+
+    __tablename__ = "stored_payload_refs"
+
+    digest: Mapped[str] = mapped_column(
+        ForeignKey("stored_payloads.digest", ondelete="CASCADE"), primary_key=True
+    )
+    workflow_id: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    touched_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_stored_payload_refs_workflow", "workflow_id"),)

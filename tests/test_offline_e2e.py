@@ -10,9 +10,9 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
-from core.temporal import connect
 from devkit.brain import CALC_PY, PipelineBrain, count_by_role
 from devkit.responses_server import ScriptedResponsesServer
+from store.temporal import connect
 from tests.helpers.temporal import temporal_address
 from worker import agents_plugin, build_worker
 from workflows.pipeline import PipelineWorkflow

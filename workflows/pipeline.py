@@ -1,25 +1,29 @@
 """PipelineWorkflow: Planner → Builder → QA → ProdReady, with repair loops, human gates and a budget.
 
-Every model call and tool call is an activity (the agents plugin), so a replay after a worker crash
-rebuilds the agents' state from history without calling the model again for finished turns.
+Each stage iteration is a child workflow (``workflows/stage.py``): there every model call and tool
+call is an activity (the agents plugin), so a replay after a worker crash rebuilds the agent's
+state from history without calling the model again for finished turns, and the history a stage
+grows ends with the stage. The session keeps the reports, the reviews and the budget.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from datetime import timedelta
 from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
-    from agents import RunContextWrapper, Runner, Usage
     from pydantic import BaseModel
 
     from activities.tools import AGENTS_MD, AgentTools
-    from activities.workspace import WorkspaceActivities
     from core.vocabulary import (
         BUDGET,
         Decision,
@@ -28,17 +32,16 @@ with workflow.unsafe.imports_passed_through():
         Role,
         SessionMoved,
         SessionStatus,
-        StageStatus,
+        stage_workflow_id,
     )
     from crew.reports import BuildReport, PlanReport, QAReport, ReadinessReport
     from workflows import search_attributes
-    from workflows.agents import build_agent
-    from workflows.codex_task import codex_for_agent, innermost_reason
+    from workflows.codex_task import innermost_reason
     from workflows.details import current_details, final_summary
     from workflows.journal import Journal
-    from workflows.prompts import stage_input, transcript
+    from workflows.prompts import stage_input
     from workflows.repository import push_branch
-    from workflows.types.codex import CodexTaskRequest, TokenUsage
+    from workflows.stage import StageWorkflow
     from workflows.types.pipeline import (
         PipelineInput,
         PipelineResult,
@@ -48,8 +51,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.types.repository import Delivery, PushInput, Worktree, WorktreeInput
     from workflows.types.review import AwaitingReview, Review, ReviewSignal
-    from workflows.types.workspace import AgentContext, Checkpoint, CheckpointInput, ReadTextInput
-    from workflows.worktree import HostCall, SessionWorktree
+    from workflows.types.stage import (
+        BUDGET_REACHED,
+        STAGE_PROGRESS,
+        BudgetAnswer,
+        StageInput,
+        StageProgress,
+    )
+    from workflows.types.workspace import ReadTextInput
+    from workflows.worktree import SessionWorktree
 
 __all__ = ["PipelineWorkflow"]
 
@@ -65,6 +75,7 @@ class Rejected(Exception):
     def __init__(self, stage: str, feedback: str) -> None:
         super().__init__(f"rejected at {stage}: {feedback or 'no reason given'}")
         self.stage = stage
+        self.feedback = feedback
 
 
 @workflow.defn
@@ -81,9 +92,11 @@ class PipelineWorkflow:
         self.stages: list[StageRecord] = []
         self.usage = PipelineUsage()
         self.codex_tasks = 0
-        self.codex_running = 0
-        self.live_usage: Usage | None = None  # the current stage's model usage, while it runs
         self.budget = self.options.token_budget
+        # The stage running now (a child workflow), how far it has got, and a budget rejection.
+        self.stage_run: workflow.ChildWorkflowHandle | None = None
+        self.progress: StageProgress | None = None
+        self.rejected_at_budget: str | None = None
         # The session's own worktree, on branch codexflow/<session>, and the host holding it.
         self.worktree = SessionWorktree(
             WorktreeInput(
@@ -128,8 +141,6 @@ class PipelineWorkflow:
             cancelled = is_cancelled_exception(err)
             self.state = SessionStatus.CANCELLED if cancelled else SessionStatus.FAILED
             self.show_details()
-            # The agents SDK cancels tool tasks without awaiting them: let codex stop first.
-            await workflow.wait_condition(lambda: self.codex_running == 0)
             await self.journal.session_ended(
                 self.state, None if cancelled else innermost_reason(err)
             )
@@ -205,93 +216,78 @@ class PipelineWorkflow:
             feedback = review.feedback
 
     async def run_agent(self, role: Role, fix: list[str], feedback: str | None) -> StageRecord:
+        """One stage iteration, as a child workflow: the role's agent on the session's worktree."""
         self.iteration = self.iterations[role] = self.iterations.get(role, 0) + 1
         self.stage = role
         workflow.upsert_search_attributes([search_attributes.STAGE.value_set(role.value)])
-        self.show_details()
-        ctx = AgentContext(
+        overview = self.overview if role is Role.PLANNER else None
+        stage = StageInput(
             session_id=self.input.session_id,
             project_id=self.input.project_id,
-            workspace=self.worktree.worktree.path,
             role=role,
             iteration=self.iteration,
-        )
-        codex_before = self.codex_tasks
-        agent = build_agent(role, self.options.agent_model, self.run_codex, self.worktree)
-        overview = self.overview if role is Role.PLANNER else None
-        prompt = stage_input(
-            role, self.iteration, self.input.user_request, self.stages, fix, feedback, overview
-        )
-        await self.journal.stage_started(role, self.iteration)
-        try:
-            result = await Runner.run(
-                agent, prompt, context=ctx, max_turns=self.options.max_agent_turns
-            )
-        except BaseException as err:
-            cancelled = is_cancelled_exception(err)
-            status = StageStatus.CANCELLED if cancelled else StageStatus.FAILED
-            await self.journal.stage_ended(
-                role, self.iteration, status, None if cancelled else innermost_reason(err)
-            )
-            if cancelled:
-                raise
-            raise ApplicationError(
-                f"{role.value} stage failed: {innermost_reason(err)}",
-                type="StageFailed",
-                non_retryable=True,
-            ) from err
-        model_usage = _tokens(result.context_wrapper.usage)
-        self.usage.model = self.usage.model + model_usage
-        self.live_usage = None
-        record = StageRecord(
-            stage=role,
-            iteration=self.iteration,
-            report=result.final_output,
-            checkpoint=await self.checkpoint(f"codexflow: {role.value} #{self.iteration}"),
-            model_usage=model_usage,
-            codex_tasks=self.codex_tasks - codex_before,
+            prompt=stage_input(
+                role, self.iteration, self.input.user_request, self.stages, fix, feedback, overview
+            ),
             feedback=feedback,
+            options=self.options,
+            worktree=self.worktree.worktree,
+            head=self.head,
+            codex_before=self.codex_tasks,
+            budget_left=None if self.budget is None else self.budget - self.usage.total,
         )
+        self.progress = StageProgress()
+        self.show_details()
+        try:
+            self.stage_run = await workflow.start_child_workflow(
+                StageWorkflow.run,
+                stage,
+                id=stage_workflow_id(self.input.session_id, role, self.iteration),
+                static_summary=f"{role.value} #{self.iteration}",
+            )
+            outcome = await self.stage_run
+        except ChildWorkflowError as err:
+            if self.rejected_at_budget is not None:
+                raise Rejected(BUDGET, self.rejected_at_budget) from None
+            if isinstance(err.cause, ApplicationError):  # the session fails with the stage's reason
+                raise ApplicationError(
+                    err.cause.message, type=err.cause.type, non_retryable=True
+                ) from err
+            raise
+        finally:
+            self.stage_run = self.progress = None
+        record = outcome.record
+        self.worktree.adopt(outcome.worktree, outcome.progress.moves)
+        self.head = record.checkpoint.commit
+        self.codex_tasks += record.codex_tasks
+        self.usage.model = self.usage.model + record.model_usage
+        self.usage.codex = self.usage.codex + outcome.progress.codex_usage
         self.stages.append(record)
-        await self.journal.stage_completed(
-            record,
-            result.final_output.model_dump(mode="json"),
-            transcript(prompt, result.new_items, result.final_output),
-        )
         self.show_details()
         return record
 
-    async def run_codex(self, ctx: RunContextWrapper[AgentContext], prompt: str) -> str:
-        """The agents' run_codex tool: one codex task, tallied, its failure shown to the model."""
-        self.live_usage = ctx.usage
-        await self.check_budget()
-        self.codex_tasks += 1
-        session = ctx.context
-        task_id = f"{session.session_id}-{session.role}-{session.iteration}-{self.codex_tasks}"
-        self.show_details()
-        self.codex_running += 1
+    @workflow.signal(name=STAGE_PROGRESS)
+    def stage_progress(self, progress: StageProgress) -> None:
+        """The running stage's codex tasks, tokens and worktree so far."""
+        if self.stage_run is not None:
+            self.progress = progress
+            self.show_details()
+
+    @workflow.signal(name=BUDGET_REACHED)
+    async def budget_reached(self, progress: StageProgress) -> None:
+        """The running stage is past its budget: pause for a review and answer it."""
+        stage_run = self.stage_run
+        if stage_run is None:
+            return
+        self.progress = progress
         try:
-            text, result = await self.worktree.on_host(
-                lambda host: codex_for_agent(
-                    CodexTaskRequest(
-                        workspace=host.path,
-                        prompt=prompt,
-                        model=self.options.codex_model,
-                        sandbox=self.options.codex_sandbox,
-                        timeout_s=self.options.codex_timeout_s,
-                        heartbeat_timeout_s=self.options.codex_heartbeat_s,
-                    ),
-                    task_id,
-                    session.session_id,
-                    session.role,
-                    **host.options,
-                )
-            )
-        finally:
-            self.codex_running -= 1
-        if result:
-            self.usage.codex = self.usage.codex + result.usage
-        return text
+            await self.check_budget()
+            left = None if self.budget is None else self.budget - self.usage.total
+            answer = BudgetAnswer(budget_left=left)
+        except Rejected as rejected:
+            self.rejected_at_budget = rejected.feedback
+            answer = BudgetAnswer(rejected=rejected.feedback)
+        await stage_run.signal(StageWorkflow.budget_answer, answer)
 
     # --- reviews and the budget ----------------------------------------------------------------
 
@@ -332,7 +328,7 @@ class PipelineWorkflow:
             self.budget += self.options.token_budget or 0
 
     def tokens_used(self) -> int:
-        return self.usage.total + (self.live_usage.total_tokens if self.live_usage else 0)
+        return self.usage.total + (self.progress.tokens if self.progress else 0)
 
     @workflow.update
     def review(self, review: Review) -> AwaitingReview:
@@ -387,17 +383,23 @@ class PipelineWorkflow:
 
     @workflow.query
     def status(self) -> PipelineStatus:
+        progress = self.progress
+        usage = self.usage
+        if progress is not None:
+            usage = PipelineUsage(
+                model=usage.model + progress.model_usage, codex=usage.codex + progress.codex_usage
+            )
         return PipelineStatus(
             session_id=self.input.session_id,
-            worktree=self.worktree.current,
-            moves=self.worktree.moves,
+            worktree=progress and progress.worktree or self.worktree.current,
+            moves=self.worktree.moves + (progress.moves if progress else []),
             state=self.state,
             stage=self.stage,
             iteration=self.iteration,
             awaiting=self.awaiting,
             stages=self.stages,
-            codex_tasks=self.codex_tasks,
-            usage=self.usage,
+            codex_tasks=self.codex_tasks + (progress.codex_tasks if progress else 0),
+            usage=usage,
             tokens_used=self.tokens_used(),
             token_budget=self.budget,
         )
@@ -407,22 +409,6 @@ class PipelineWorkflow:
         workflow.set_current_details(current_details(self.status()))
 
     # --- mechanics -----------------------------------------------------------------------------
-
-    async def checkpoint(self, message: str) -> Checkpoint:
-        """Commit the workspace; changes are counted from the previous checkpoint of this run."""
-
-        def commit(host: HostCall) -> Awaitable[Checkpoint]:
-            return workflow.execute_activity_method(
-                WorkspaceActivities.checkpoint,
-                CheckpointInput(workspace=host.path, message=message, since=self.head),
-                start_to_close_timeout=_ACTIVITY_TIMEOUT,
-                retry_policy=_ACTIVITY_RETRY,
-                **host.options,
-            )
-
-        checkpoint = await self.worktree.on_host(commit)
-        self.head = checkpoint.commit
-        return checkpoint
 
     async def finish(self, outcome: Outcome) -> PipelineResult:
         agents_md = await self.worktree.on_host(
@@ -456,7 +442,3 @@ class PipelineWorkflow:
         if self.delivery is not None:  # delivered: its worktree goes, its branch stays
             await self.worktree.remove()
         return result
-
-
-def _tokens(usage: Usage) -> TokenUsage:
-    return TokenUsage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)

@@ -59,11 +59,17 @@ Moved = Callable[[SessionMoved, Worktree], Awaitable[None]]
 
 
 class SessionWorktree:
-    def __init__(self, input: WorktreeInput, lost_after: timedelta, moved: Moved | None = None):
+    def __init__(
+        self,
+        input: WorktreeInput,
+        lost_after: timedelta,
+        moved: Moved | None = None,
+        current: Worktree | None = None,  # prepared already (a stage's, by its session)
+    ):
         self.input = input
         self.lost_after = lost_after  # unanswered this long, the host counts as lost
         self.moved = moved
-        self.current: Worktree | None = None
+        self.current = current
         self.moves: list[SessionMoved] = []
         self._moving = asyncio.Lock()
         self._answered: datetime | None = None  # when its host last answered
@@ -116,6 +122,11 @@ class SessionWorktree:
             self.moves.append(moved)
             if self.moved is not None:
                 await self.moved(moved, made)
+
+    def adopt(self, worktree: Worktree, moves: list[SessionMoved]) -> None:
+        """Where a child workflow (a stage) left the worktree, and the moves it made."""
+        self.current = worktree
+        self.moves.extend(moves)
 
     async def remove(self) -> None:
         """The worktree's files go (its branch stays), on its host."""

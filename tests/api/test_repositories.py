@@ -260,7 +260,7 @@ async def deliver_two_branches(
     answers = [(await stack.api.get(f"/api/projects/{pid}")).text]
     answers += [(await stack.api.get(f"/api/sessions/{sid}")).text for sid in (alpha, beta)]
     histories = [
-        await history_text(stack.env.client.get_workflow_handle(wid))
+        await history_text(stack.env.client, wid)
         for wid in (f"import-{pid}", f"session-{alpha}", f"session-{beta}")
     ]
     for text in (events, caplog.text, *answers, *histories):

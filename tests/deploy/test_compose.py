@@ -36,6 +36,7 @@ COMPLETED = "service_completed_successfully"
 CONDITIONS = {"service_started", "service_healthy", COMPLETED}
 # Variables of docker-compose.yml's own (interpolated), not settings of codexflow.
 COMPOSE_ONLY_VARIABLES = {"POSTGRES_PASSWORD"}
+SECRETS = {"CODEXFLOW_API_TOKEN", "CODEXFLOW_CODEC_KEY"}  # placeholders in the examples
 
 
 @pytest.fixture(scope="module")
@@ -445,13 +446,15 @@ def test_env_examples_set_only_settings_that_validate(
     for name in names:
         monkeypatch.delenv(name, raising=False)
     for name, value in assignments.items():
-        if name in names and name != "CODEXFLOW_API_TOKEN":
+        if name in names and name not in SECRETS:
             monkeypatch.setenv(name, value)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    # The example's placeholder token is refused: a copy left as it is cannot start.
-    placeholder = assignments["CODEXFLOW_API_TOKEN"]
-    with pytest.raises(ValidationError, match="placeholder"):
-        Settings(_env_file=None, api_token=SecretStr(placeholder))  # type: ignore[call-arg]
+    # The example's placeholder secrets are refused: a copy left as it is cannot start.
+    for name in SECRETS & set(assignments):
+        with pytest.raises(ValidationError, match=f"{name} is a placeholder"):
+            Settings.model_validate(
+                {name.removeprefix("CODEXFLOW_").lower(): SecretStr(assignments[name])}
+            )
     if "CODEXFLOW_CORS_ORIGINS" in assignments:
         assert settings.cors_origins == json.loads(assignments["CODEXFLOW_CORS_ORIGINS"])
 

@@ -26,6 +26,7 @@ from config import Settings
 from core.repos import ProjectRepos
 from devkit.agent_model import ScriptedAgentModel, Turn, report, tool
 from devkit.brain import codex_prompt
+from devkit.histories import with_children
 from devkit.responses_server import Message, ScriptedResponsesServer, ToolCall
 from devkit.responses_server import Turn as ServerTurn
 from store.db import make_engine
@@ -142,13 +143,14 @@ async def everything_recorded(attack: Attack) -> str:
             payloads = (await conn.scalars(select(SessionEvent.payload))).all()
     finally:
         await engine.dispose()
-    history = await history_text(attack.handle)
+    history = await history_text(attack.client, attack.handle.id)
     return "\n".join([json.dumps(attack.server.requests), json.dumps(list(payloads)), history])
 
 
-async def history_text(handle: WorkflowHandle) -> str:
-    """A workflow's history as text, every payload decoded (they are base64 in its JSON)."""
-    history = json.loads((await handle.fetch_history()).to_json())
+async def history_text(client: Client, workflow_id: str) -> str:
+    """A workflow's history and its children's (a session's stages) as text, every payload
+    decoded (they are base64 in its JSON)."""
+    histories = [json.loads(h.to_json()) for h in await with_children(client, workflow_id)]
     decoded: list[str] = []
 
     def walk(node: Any) -> None:
@@ -161,5 +163,5 @@ async def history_text(handle: WorkflowHandle) -> str:
             for value in node:
                 walk(value)
 
-    walk(history)
+    walk(histories)
     return "\n".join(decoded)

@@ -17,10 +17,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
 from core.repos import ProjectRepos
-from core.temporal import connect
 from devkit.agent_model import ScriptedAgentModel, Turn, pipeline_script
 from devkit.processes import free_port
 from observability.metrics import worker_runtime
+from store.temporal import connect
 from tests.helpers.prometheus import Scrape
 from tests.helpers.temporal import temporal_address
 from worker import agents_plugin, build_worker

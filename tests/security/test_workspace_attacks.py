@@ -185,7 +185,7 @@ async def test_a_fifo_named_agents_md_does_not_block_the_worker(
     async with attacking(temporal_dev, settings, task_queue, "attacker", play, codex) as attack:
         async with asyncio.timeout(60):
             result = await attack.handle.result()
-        history = await history_text(attack.handle)
+        history = await history_text(attack.client, attack.handle.id)
     assert result.outcome == "approved"
     assert "prw" in "\n".join(codex.outputs)  # the FIFO was made
     assert "not a regular file" in history  # what the agent was told instead of hanging
@@ -208,7 +208,7 @@ async def test_a_huge_sparse_file_is_read_in_bounded_memory(
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB, the peak so far
     async with attacking(temporal_dev, settings, task_queue, "attacker", play, codex) as attack:
         result = await attack.handle.result()
-        history = await history_text(attack.handle)
+        history = await history_text(attack.client, attack.handle.id)
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert (attack.worktree / "big.txt").stat().st_size == 1500 * 1024 * 1024
     assert "big.txt is a binary file" in history and result.outcome == "approved"
@@ -231,7 +231,7 @@ async def test_a_workflow_started_outside_the_api_cannot_loosen_the_sandbox(
         codex_sandbox="danger-full-access",
     ) as attack:  # fmt: skip
         await attack.handle.result()
-        history = await history_text(attack.handle)
+        history = await history_text(attack.client, attack.handle.id)
     assert "CODEXFLOW_CODEX_ALLOW_FULL_ACCESS" in history
     assert codex.outputs == [] and not outside.exists()
 

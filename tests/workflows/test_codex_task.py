@@ -14,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
 from devkit.processes import spawn_worker
+from store.temporal import connect
 from tests.helpers.git import git
 from tests.helpers.processes import alive, codex_pid, wait_for
 from tests.helpers.temporal import temporal_address
@@ -91,7 +92,7 @@ async def test_worker_killed_mid_task_resumes_without_stacking_edits(
     )
     first = spawn_worker(settings, log=tmp_path / "worker1.log")
     try:
-        handle = await temporal_dev.client.start_workflow(
+        handle = await (await connect(settings)).start_workflow(
             CodexTaskWorkflow.run,
             request(
                 workspace,

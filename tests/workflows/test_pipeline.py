@@ -197,6 +197,28 @@ async def test_budget_pauses_and_resumes_on_approval(start: Start) -> None:
     assert result.usage.model.input_tokens == 50 * len(model.calls)
 
 
+async def test_budget_reached_mid_stage_pauses_the_stage_and_a_rejection_ends_the_run(
+    start: Start, recorder: Recorder
+) -> None:
+    # 60 tokens a model call: QA's first call brings the run to 300, past 250, before its codex
+    # task: the stage (a child workflow) waits while its session asks for the review.
+    model = ScriptedAgentModel(pipeline_script(codex_prompt="@fake tokens=0,0"), tokens=(50, 10))
+    handle = await start(model, token_budget=250)
+    await wait_for_review(handle, "budget")
+    status = await handle.query(PipelineWorkflow.status)
+    assert status.stage == "qa_qc" and status.tokens_used == 300
+    assert [s.stage for s in status.stages] == ["planner", "builder"]
+    calls = len(model.calls)
+    await handle.execute_update(
+        PipelineWorkflow.review,
+        Review(stage="budget", decision=Decision.REJECT, feedback="too dear"),
+    )
+    result = await handle.result()
+    assert result.outcome == "rejected" and len(model.calls) == calls  # QA went no further
+    kinds = [e.kind for e in await recorder.events.read(result.session_id)]
+    assert kinds[-3:] == ["review.received", "stage.failed", "session.finished"]
+
+
 async def test_cancel_mid_stage_stops_codex(start: Start, worktree: Path) -> None:
     handle = await start(
         ScriptedAgentModel(pipeline_script(codex_prompt="@fake pidfile=codex.pid\n@fake hang"))

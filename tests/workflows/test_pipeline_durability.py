@@ -8,6 +8,7 @@ import json
 import signal
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,17 +23,20 @@ from temporalio.worker import Replayer
 from activities.records import Recorder
 from config import Settings
 from core.repos import ProjectRepos
+from core.vocabulary import stage_workflow_id
 from devkit.agent_model import ScriptedAgentModel, pipeline_script
 from devkit.brain import count_by_role
 from devkit.processes import scratch_settings, spawn_worker, start_dev_server
 from devkit.responses_server import ScriptedResponsesServer
 from store.db import make_engine
 from store.models import CodexTask, Conversation, Message
+from store.temporal import connect
 from tests.helpers.pipeline import SlowBuilderCodex, wait_for_review
 from tests.helpers.processes import alive, codex_pid, wait_for
 from tests.helpers.temporal import temporal_address
 from worker import agents_plugin, build_worker
 from workflows.pipeline import PipelineWorkflow
+from workflows.stage import StageWorkflow
 from workflows.types.pipeline import PipelineInput, PipelineOptions, PipelineResult
 
 HISTORY = Path(__file__).parent / "histories" / "pipeline_full.json"
@@ -70,7 +74,7 @@ async def test_worker_killed_mid_stage_repeats_no_finished_model_turn(
         first = spawn_worker(settings, log=tmp_path / "worker1.log")
         try:
             data = pipeline_input(session_id)
-            handle = await temporal_dev.client.start_workflow(
+            handle = await (await connect(settings)).start_workflow(
                 PipelineWorkflow.run, data, id=f"session-{data.session_id}", task_queue=task_queue
             )
             pid = await codex_pid(worktree, within=60)
@@ -119,10 +123,20 @@ async def test_worker_killed_mid_stage_repeats_no_finished_model_turn(
 
 
 async def test_recorded_history_replays(settings: Settings) -> None:
-    """Guards determinism: a full run recorded earlier must replay against today's code."""
-    history = json.loads(HISTORY.read_text())
-    replayer = Replayer(workflows=[PipelineWorkflow], plugins=[agents_plugin(settings)])
-    await replayer.replay_workflow(WorkflowHistory.from_json("recorded", history))
+    """Guards determinism: a full run recorded earlier (the session's workflow and each of its
+    stages') must replay against today's code."""
+    recorded = json.loads(HISTORY.read_text())
+    assert len(recorded) == 1 + 6  # the session; planner, builder, QA (failed), builder, QA, ...
+    replayer = Replayer(
+        workflows=[PipelineWorkflow, StageWorkflow], plugins=[agents_plugin(settings)]
+    )
+
+    async def histories() -> AsyncIterator[WorkflowHistory]:
+        for wid, history in recorded.items():
+            yield WorkflowHistory.from_json(wid, history)
+
+    results = await replayer.replay_workflows(histories(), raise_on_replay_failure=True)
+    assert results.replay_failures == {}
 
 
 async def test_review_timeout_fails_or_approves(
@@ -175,10 +189,18 @@ async def record_history() -> None:
                 handle = await client.start_workflow(
                     PipelineWorkflow.run, data, id="session-recorded", task_queue="record"
                 )
-                await handle.result()
-                history = await handle.fetch_history()
+                result = await handle.result()
+                ids = [handle.id] + [
+                    stage_workflow_id("recorded", r.stage, r.iteration) for r in result.stages
+                ]
+                recorded = {
+                    wid: json.loads(
+                        (await client.get_workflow_handle(wid).fetch_history()).to_json()
+                    )
+                    for wid in ids
+                }
             HISTORY.parent.mkdir(exist_ok=True)
-            HISTORY.write_text(history.to_json())
+            HISTORY.write_text(json.dumps(recorded))
         finally:
             await env.shutdown()
 

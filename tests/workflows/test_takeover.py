@@ -22,6 +22,7 @@ from devkit.processes import host_settings, spawn_worker
 from devkit.responses_server import ScriptedResponsesServer
 from store.db import make_engine
 from store.models import CodexTask, RunSession
+from store.temporal import connect
 from tests.helpers.pipeline import SlowBuilderCodex
 from tests.helpers.processes import alive, codex_pid, wait_for
 from tests.helpers.temporal import temporal_address
@@ -54,7 +55,7 @@ async def test_a_session_carries_on_when_its_host_is_lost(
         worker_a = spawn_worker(a, log=tmp_path / "host-a.log")
         worker_b = None
         try:
-            handle = await temporal_dev.client.start_workflow(
+            handle = await (await connect(shared)).start_workflow(
                 PipelineWorkflow.run,
                 PipelineInput(
                     session_id=session_id,

@@ -39,7 +39,7 @@ class PipelineOptions(BaseModel):
     token_budget: int | None = Field(default=None, gt=0, description="pause for review past this")
     review_timeout_s: float = Field(default=7 * 24 * 3600, gt=0)
     on_review_timeout: Literal["fail", "approve"] = "fail"
-    max_agent_turns: int = Field(default=40, ge=2, le=200)
+    max_agent_turns: int = Field(default=250, ge=2, le=1000)
     base_ref: str | None = Field(
         default=None,
         max_length=255,
