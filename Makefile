@@ -38,9 +38,11 @@ RUNTIME_PACKAGES := bwrap=bubblewrap
 # - PostgreSQL server binaries: every records test also runs on a throwaway cluster (devkit/postgres.py);
 # - nginx and openssl: tests/deploy runs `nginx -t` on deploy/nginx/codexflow.conf with a
 #   self-signed certificate;
-# - systemd (systemd-analyze): tests/deploy verifies the units in deploy/systemd.
+# - systemd (systemd-analyze): tests/deploy verifies the units in deploy/systemd;
+# - Chromium and its WebDriver: tests/browser drive the Temporal Web UI headless.
 TEST_PACKAGES := $(RUNTIME_PACKAGES) /usr/lib/postgresql/*/bin/initdb=postgresql \
-	/usr/sbin/nginx=nginx openssl=openssl systemd-analyze=systemd
+	/usr/sbin/nginx=nginx openssl=openssl systemd-analyze=systemd \
+	chromium=chromium chromedriver=chromium-driver
 
 runtime-packages:
 	@$(MAKE) --no-print-directory apt-missing PACKAGES="$(RUNTIME_PACKAGES)"

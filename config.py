@@ -6,7 +6,7 @@ import json
 import socket
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -65,7 +65,11 @@ class Settings(BaseSettings):
     # What an uploaded archive (.tar.gz, .zip) may expand to.
     max_archive_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
     max_archive_entries: int = Field(default=100_000, gt=0)
-    database_url: str = f"sqlite+aiosqlite:///{STATE_DIR / 'codexflow.db'}"
+    # CODEXFLOW_DATABASE_URL, else the conventional DATABASE_URL.
+    database_url: str = Field(
+        default=f"sqlite+aiosqlite:///{STATE_DIR / 'codexflow.db'}",
+        validation_alias=AliasChoices("CODEXFLOW_DATABASE_URL", "DATABASE_URL"),
+    )
     # Workflow payloads past this many bytes (a model call's input is the whole conversation)
     # are kept in the records database and history holds a reference (Temporal's External
     # Storage); they go once their workflow is past its retention (swept every hour).
@@ -114,6 +118,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_request_bytes: int = Field(default=1024 * 1024, gt=0)  # any other request body
     max_streams: int = Field(default=2000, gt=0)  # concurrent SSE streams and WebSockets
+    # Requests in progress beyond this are answered 503 + Retry-After at once.
+    max_concurrent_requests: int = Field(default=100, gt=0)
+    # The records database's connection pool (each API and worker process has one); a request
+    # that waits db_pool_timeout_s for a connection gets 503 + Retry-After.
+    db_pool_size: int = Field(default=10, gt=0)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout_s: float = Field(default=5, gt=0)
     # Host names the API answers to when it has no token (a DNS-rebinding guard); with a token,
     # any host (it sits behind a proxy).
     allowed_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "::1"])
@@ -151,6 +162,14 @@ class Settings(BaseSettings):
 
     def repos_path(self) -> Path:
         return (self.repos_root or self.workspaces_root.parent / "repos").resolve()
+
+    def db_pool(self) -> dict[str, Any]:
+        """The connection pool's settings, as ``store.db.make_engine`` takes them."""
+        return {
+            "pool_size": self.db_pool_size,
+            "max_overflow": self.db_max_overflow,
+            "pool_timeout": self.db_pool_timeout_s,
+        }
 
     @property
     def temporal_ui_origin(self) -> str:

@@ -129,7 +129,7 @@ async def build_worker(
     touch a worktree made here are sent; with the records database opened for it."""
     shared = task_queue or settings.task_queue
     host_queue = host_task_queue(shared, settings.worker_host)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, **settings.db_pool())
     activities = worker_activities(settings, engine, host_queue)
     worker = Worker(
         client,

@@ -248,7 +248,13 @@ class CodexRunner:
         # Recording the end must not mask how codex ended (a cancel, a timeout, a failure).
         try:
             await self.recorder.codex_finished(
-                input, progress.attempt, status, result, error, "".join(stderr_tail)[-_STDERR_TAIL:]
+                input,
+                progress.attempt,
+                status,
+                result,
+                error,
+                "".join(stderr_tail)[-_STDERR_TAIL:],
+                final=_no_attempt_follows(status),
             )
         except Exception:
             activity.logger.exception("could not record the end of codex task %s", input.task_id)
@@ -373,3 +379,15 @@ async def _terminate(proc: asyncio.subprocess.Process, grace_s: float) -> None:
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def _no_attempt_follows(status: CodexTaskState) -> bool:
+    """Whether this attempt is the task's last: it succeeded, it was cancelled (not by a worker
+    shutting down, which Temporal retries elsewhere), or its retries are used up."""
+    if status is CodexTaskState.COMPLETED:
+        return True
+    if status is CodexTaskState.CANCELLED:
+        return not activity.is_worker_shutdown()
+    info = activity.info()
+    limit = info.retry_policy.maximum_attempts if info.retry_policy else 0
+    return 0 < limit <= info.attempt

@@ -89,6 +89,15 @@ class Recorder:
                 started = True
         return started
 
+    async def agents_md_saved(self, session_id: str, content: str) -> None:
+        """The session's AGENTS.md as the Planner saved it (no session row, e.g. a chat: none)."""
+        async with self.db.begin() as db:
+            await db.execute(
+                update(RunSession)
+                .where(RunSession.id == session_id)
+                .values(agents_md_content=content)
+            )
+
     async def patch_session(self, patch: SessionPatch) -> SessionStatus | None:
         """Apply ``patch``; the status it set when it changed the status, else None."""
         values: dict[str, Any] = {
@@ -254,6 +263,7 @@ class Recorder:
         result: CodexResult | None = None,
         error: str | None = None,
         stderr_tail: str | None = None,
+        final: bool = True,
     ) -> None:
         async with self.db.begin() as db:
             row = await db.get(CodexTask, task.task_id, with_for_update=True)
@@ -265,7 +275,7 @@ class Recorder:
                 row.exit_code, row.thread_id = result.exit_code, result.thread_id
                 row.final_message, row.output_files = result.final_message, result.changed_files
                 row.usage = result.usage.model_dump()
-            finished = CodexFinished(status=status, error=error)
+            finished = CodexFinished(status=status, final=final, error=error)
             if result is not None:
                 finished.exit_code, finished.changed_files = result.exit_code, result.changed_files
             await db.flush()

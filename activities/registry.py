@@ -26,7 +26,7 @@ def worker_activities(
     instances = (
         CodexRunner(settings, recorder),
         WorkspaceActivities(settings),
-        AgentTools(settings),
+        AgentTools(settings, recorder),
         RecordActivities(recorder),
         RepositoryActivities(settings, recorder, host_queue),
     )

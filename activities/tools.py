@@ -16,6 +16,7 @@ from typing import Any
 from agents import RunContextWrapper
 from temporalio import activity
 
+from activities.records import Recorder
 from activities.workspace import Workspace, commit_all, resolve_workspace
 from config import Settings
 from core.confined import ConfinedDir, PathNotAllowed, split_path
@@ -71,13 +72,12 @@ def _refused(err: Exception) -> str:
 
 
 class AgentTools:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, recorder: Recorder | None = None) -> None:
         self.settings = settings
+        self.recorder = recorder  # AGENTS.md goes on the session's record as it is saved
 
     def _workspace(self, ctx: Any) -> Workspace:
-        session = ctx.context if isinstance(ctx, RunContextWrapper) else ctx["context"]
-        session = AgentContext.model_validate(session)
-        return resolve_workspace(self.settings, session.workspace)
+        return resolve_workspace(self.settings, _context(ctx).workspace)
 
     @activity.defn(name="tool_read_file")
     async def read_file(
@@ -220,6 +220,8 @@ class AgentTools:
         _, commit = await commit_all(workspace.repo, "codexflow: AGENTS.md saved", AGENTS_MD)
         if workspace.project_id and workspace.name:  # on the branch off this host, too
             await ProjectRepos(self.settings).publish(workspace.project_id, workspace.name, commit)
+        if self.recorder is not None:  # kept whatever happens to the run later
+            await self.recorder.agents_md_saved(_context(ctx).session_id, content)
         return f"AGENTS.md saved ({len(content)} characters)."
 
     @activity.defn(name="read_workspace_text")
@@ -230,6 +232,13 @@ class AgentTools:
             return await asyncio.to_thread(files.read_text, input.path, input.max_chars)
         except (PathNotAllowed, IsADirectoryError):
             return None
+
+
+def _context(ctx: Any) -> AgentContext:
+    """The run context a tool activity was called with (as the plugin passes it, or a dict)."""
+    return AgentContext.model_validate(
+        ctx.context if isinstance(ctx, RunContextWrapper) else ctx["context"]
+    )
 
 
 def _entries(names: list[str], scope: str, depth: int) -> list[str]:

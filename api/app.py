@@ -10,11 +10,14 @@ from fastapi import Depends, FastAPI, Request, Response, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import HTTPConnection
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import require_token, require_token_or_query
-from api.guard import Guard
+from api.docs import offline_docs
+from api.guard import OVERLOADED, Guard
+from api.openapi import openapi_for
 from api.routes import (
     agents,
     codec,
@@ -26,6 +29,7 @@ from api.routes import (
     sessions,
     ws,
 )
+from api.slashes import BothSlashes
 from api.state import ApiState, StreamSlots, TemporalConnector, TemporalUnavailable
 from config import Settings, get_settings
 from observability.api_metrics import CONTENT_TYPE_LATEST, ApiMetrics, MetricsMiddleware
@@ -47,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await check_schema(settings)
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, **settings.db_pool())
         events = EventLog(engine)
         app.state.api = ApiState(
             settings=settings,
@@ -70,13 +74,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         dependencies=[Depends(_tag_logs)],
+        redirect_slashes=False,  # BothSlashes instead
+        # Operation ids as generated clients name their calls: create_project, not
+        # create_project_api_projects_post (route names are unique: a test holds them so).
+        generate_unique_id_function=lambda route: route.name,
+        docs_url=None,  # served by api/docs.py, from the package: no CDN
+        redoc_url=None,
     )
+    offline_docs(app)
+    app.openapi = lambda: openapi_for(app)  # type: ignore[method-assign]
     app.add_middleware(
         CORSMiddleware,
         allow_origins=[*settings.cors_origins, settings.temporal_ui_origin],
         allow_methods=["*"],
         allow_headers=["*"],
     )
+    app.add_middleware(BothSlashes, router=app.router)
     # Before anything reads a body: host, origin, token and size (see api/guard.py).
     app.add_middleware(Guard, settings=settings)
     # Outermost (added last): it sees every answer, CORS preflights and errors included.
@@ -109,6 +122,12 @@ async def _tag_logs(connection: HTTPConnection) -> None:
 
 def _error_handlers(app: FastAPI) -> None:
     """Unreachable dependencies answer 503 with a message, never a 500 with a stack trace."""
+
+    @app.exception_handler(PoolTimeout)
+    async def pool_exhausted(request: Request, err: Exception) -> JSONResponse:
+        log.warning("no database connection for %s within the pool timeout", request.url.path)
+        status_code, message, headers = OVERLOADED
+        return JSONResponse({"detail": message}, status_code=status_code, headers=headers)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)

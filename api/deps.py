@@ -66,11 +66,15 @@ async def session_or_404(db: AsyncSession, session_id: str) -> RunSession:
 
 
 async def _project(project_id: str, db: DbDep) -> Project:
-    return await project_or_404(db, project_id)
+    project = await project_or_404(db, project_id)
+    await db.commit()  # the connection goes back to the pool: the handler may call Temporal next
+    return project
 
 
 async def _session(session_id: str, db: DbDep) -> RunSession:
-    return await session_or_404(db, session_id)
+    row = await session_or_404(db, session_id)
+    await db.commit()  # the connection goes back to the pool: the handler may call Temporal next
+    return row
 
 
 ProjectDep = Annotated[Project, Depends(_project)]

@@ -14,6 +14,9 @@ In order, for HTTP requests:
 4. **Body size** — the declared ``Content-Length``, then the bytes as they stream, against one
    limit per route (uploads ``CODEXFLOW_MAX_UPLOAD_BYTES``, everything else
    ``CODEXFLOW_MAX_REQUEST_BYTES``): 413 without reading past it.
+5. **Load** — at most ``CODEXFLOW_MAX_CONCURRENT_REQUESTS`` requests in progress (event streams
+   are counted by ``CODEXFLOW_MAX_STREAMS`` instead): beyond, 503 with ``Retry-After`` at once,
+   rather than a queue that makes every answer late.
 
 WebSocket handshakes get the Host and Origin checks here (refused with 403) and authenticate in
 their handlers, which can close with a code a browser sees.
@@ -33,11 +36,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import Settings
 
-__all__ = ["BodyTooLarge", "Guard"]
+__all__ = ["OVERLOADED", "BodyTooLarge", "Guard"]
 
 _PUBLIC_API = frozenset({"/api/health"})
 _CODEC = "/api/codec/"
 _QUERY_TOKEN_PATHS = re.compile(r"^/api/sessions/[^/]+/events$")
+_STREAM_PATHS = re.compile(r"^/api/(sessions|codex-tasks)/[^/]+/(events|stream)$")
+OVERLOADED = (503, "the API is at capacity; try again shortly", {"retry-after": "1"})
 _UPLOAD_PATHS = ("/api/files/upload/", "/api/projects")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Multipart framing around an upload's bytes (boundaries, headers, the path field).
@@ -80,6 +85,7 @@ class Guard:
         self.origins = {
             o.rstrip("/") for o in [*settings.cors_origins, settings.temporal_ui_origin]
         }
+        self.in_progress = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -91,6 +97,16 @@ class Guard:
                 await _answer(send, *problem)
                 return
             receive = self._counting(scope, receive)
+            if not _STREAM_PATHS.match(scope["path"]):
+                if self.in_progress >= self.settings.max_concurrent_requests:
+                    await _answer(send, *OVERLOADED)
+                    return
+                self.in_progress += 1
+                try:
+                    await self.app(scope, receive, send)
+                finally:
+                    self.in_progress -= 1
+                return
         await self.app(scope, receive, send)
 
     # --- the checks: each None when the request passes, else (status, message, headers) ----------

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from core.vocabulary import Decision, ProjectStatus
 from workflows.types.pipeline import PipelineOptions
@@ -49,6 +49,12 @@ class ProjectCreate(BaseModel):
     name: str = Field(min_length=1, max_length=255, examples=["calculator"])
     description: str | None = Field(default=None, max_length=10_000)
     settings: BoundedJson = Field(default_factory=dict)
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: object) -> object:
+        return {} if value is None else value  # the seed's clients send settings: null
+
     repository: RepositorySpec | None = Field(
         default=None,
         description="import this repository (the project is `importing` until it "
@@ -89,6 +95,14 @@ class Deleted(BaseModel):
     id: str
 
 
+class ProjectDeleted(Deleted):
+    project_id: str  # as the seed's API answers
+
+
+class FileDeleted(Deleted):
+    file_id: str  # as the seed's API answers
+
+
 class Check(BaseModel):
     ok: bool
     detail: str | None = None
@@ -103,6 +117,7 @@ class CodexCheck(Check):
 
 class Health(BaseModel):
     status: str = Field(description="ok, or degraded when a dependency is unreachable")
+    healthy: bool = Field(description="status is ok (the seed's API answered status: healthy)")
     version: str
     database: Check
     temporal: Check

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import HTTPException, status
 from sqlalchemy import update
@@ -30,13 +31,19 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import project_or_404
+from api.schemas import SessionCreate
 from api.state import ApiState
 from core.archives import ArchiveRefused, unpack
 from core.repos import ProjectRepos
-from core.vocabulary import ProjectStatus, Role, SessionStatus, chat_workflow_id
+from core.vocabulary import (
+    ProjectStatus,
+    Role,
+    SessionStatus,
+    chat_workflow_id,
+    session_workflow_id,
+)
 from store.models import Project, RunSession
-from workflows.chat import AgentChatWorkflow
-from workflows.pipeline import PipelineWorkflow
+from workflows.types.calls import CHAT_SEND, CHAT_WORKFLOW, PIPELINE_REVIEW, PIPELINE_WORKFLOW
 from workflows.types.chat import ChatInput, ChatMessage, ChatReply
 from workflows.types.pipeline import PipelineInput, PipelineOptions
 from workflows.types.review import AwaitingReview, Review
@@ -130,6 +137,23 @@ def project_ready_or_409(project: Project) -> None:
 log = logging.getLogger("codexflow.api")
 
 
+async def new_session_row(db: AsyncSession, body: SessionCreate, session_id: str) -> RunSession:
+    """A session (pending) of a ready project; 404/409 otherwise."""
+    project_ready_or_409(await project_or_404(db, body.project_id))
+    row = RunSession(
+        id=session_id,
+        project_id=body.project_id,
+        workflow_id=session_workflow_id(session_id),
+        title=body.title or body.user_request[:100],
+        user_request=body.user_request,
+        status=SessionStatus.PENDING,
+        options=body.options.model_dump(mode="json", exclude_unset=True) if body.options else {},
+    )
+    db.add(row)
+    await db.commit()
+    return row
+
+
 async def start_session(state: ApiState, db: AsyncSession, row: RunSession) -> None:
     """Start the session's PipelineWorkflow (its id is the row's ``workflow_id``); 409 if it was
     started already."""
@@ -139,18 +163,23 @@ async def start_session(state: ApiState, db: AsyncSession, row: RunSession) -> N
     project_ready_or_409(project)
     settings = state.settings
     options = PipelineOptions.model_validate({"agent_model": settings.agent_model, **row.options})
+    await db.commit()  # no database connection held across the Temporal call
     client = await state.temporal.get()
     try:
         await client.start_workflow(
-            PipelineWorkflow.run,
+            PIPELINE_WORKFLOW,
             PipelineInput(
                 session_id=row.id,
                 project_id=row.project_id,
                 user_request=row.user_request,
                 options=options,
+                session_url=f"{settings.api_url.rstrip('/')}/api/sessions/{row.id}",
             ),
             id=row.workflow_id,
             task_queue=settings.task_queue,
+            # What the Web UI's list and the run's page say it is.
+            static_summary=f"{project.name}: {row.user_request.splitlines()[0]}"[:200],
+            static_details=_static_details(project, row, options),
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except WorkflowAlreadyStartedError:
@@ -165,6 +194,20 @@ async def start_session(state: ApiState, db: AsyncSession, row: RunSession) -> N
     )
     await db.commit()
     await db.refresh(row)
+
+
+def _static_details(project: Project, row: RunSession, options: PipelineOptions) -> str:
+    gates = ", ".join(f"`{g.value}`" for g in options.gates) or "none"
+    return "\n".join(
+        [
+            f"**{project.name}** (`{project.id}`) · session `{row.id}`",
+            f"gates: {gates} · base: `{options.base_ref or 'default branch'}`"
+            f" · delivery: {options.deliver}"
+            + (f" · budget: {options.token_budget} tokens" if options.token_budget else ""),
+            "",
+            row.user_request[:2000],
+        ]
+    )
 
 
 @contextlib.contextmanager
@@ -187,7 +230,7 @@ async def send_review(client: Client, row: RunSession, review: Review) -> Awaiti
     handle = client.get_workflow_handle(row.workflow_id)
     try:
         with conflict_unless_running(row.id):
-            return await handle.execute_update(PipelineWorkflow.review, review)
+            return await handle.execute_update(PIPELINE_REVIEW, review, result_type=AwaitingReview)
     except WorkflowUpdateFailedError as err:
         reason = str(err.cause.message if hasattr(err.cause, "message") else err.cause)
         raise HTTPException(status.HTTP_409_CONFLICT, reason) from None
@@ -213,8 +256,8 @@ async def send_chat(state: ApiState, project_id: str, agent_role: str, message: 
     client = await state.temporal.get()
 
     async def attempt() -> ChatReply:
-        start = WithStartWorkflowOperation(
-            AgentChatWorkflow.run,
+        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+            CHAT_WORKFLOW,
             ChatInput(
                 project_id=project_id,
                 role=role,
@@ -225,7 +268,10 @@ async def send_chat(state: ApiState, project_id: str, agent_role: str, message: 
             task_queue=settings.task_queue,
         )
         return await client.execute_update_with_start_workflow(
-            AgentChatWorkflow.send, ChatMessage(message=message), start_workflow_operation=start
+            CHAT_SEND,
+            ChatMessage(message=message),
+            start_workflow_operation=start,
+            result_type=ChatReply,
         )
 
     for tries in (1, 2):

@@ -7,7 +7,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
@@ -30,6 +30,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+# How long a session's answer (row and live status) is shared by the clients polling it.
+LIVE_FRESH_S = 0.5
 
 
 class TemporalUnavailable(RuntimeError):
@@ -73,6 +77,30 @@ class StreamSlots:
         self.open -= 1
 
 
+class Coalesced(Generic[T]):
+    """One call per key in flight, its answer shared by every caller that asks meanwhile and
+    for ``fresh_s`` after (a running session's live status: one Temporal query however many
+    clients poll it)."""
+
+    def __init__(self, fresh_s: float) -> None:
+        self.fresh_s = fresh_s
+        self._calls: dict[str, tuple[float, asyncio.Task[T]]] = {}
+
+    async def get(self, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        now = time.monotonic()
+        held = self._calls.get(key)
+        if held is not None:
+            at, task = held
+            failed = task.done() and (task.cancelled() or task.exception() is not None)
+            if not task.done() or (not failed and now - at <= self.fresh_s):
+                return await asyncio.shield(task)
+        if len(self._calls) > 10_000:  # forget the stale ones now and then
+            self._calls = {k: v for k, v in self._calls.items() if now - v[0] <= self.fresh_s}
+        task = asyncio.ensure_future(call())
+        self._calls[key] = (now, task)
+        return await asyncio.shield(task)
+
+
 class Cached(Generic[T]):
     """The last answer of a slow check, kept ``ttl_s`` seconds; one check runs at a time."""
 
@@ -99,6 +127,7 @@ class ApiState:
     streams: StreamSlots
     payloads: DatabasePayloads  # the payloads kept out of history, for the Temporal UI's codec
     codex_check: Cached[CodexCheck] = field(default_factory=lambda: Cached(60.0))
+    answers: Coalesced[Any] = field(default_factory=lambda: Coalesced(LIVE_FRESH_S))
 
 
 def api_state(connection: HTTPConnection) -> ApiState:

@@ -31,7 +31,12 @@ class StreamTarget:
     def is_end(self, event: Event) -> bool:
         if event.kind in END_KINDS:
             return True
-        return self.codex_task_id is not None and event.kind == EventKind.CODEX_FINISHED
+        # A codex task's streams end with its last attempt, not with one a retry follows.
+        return (
+            self.codex_task_id is not None
+            and event.kind == EventKind.CODEX_FINISHED
+            and event.payload.get("final", True)
+        )
 
 
 async def resolve_target(db: AsyncSession, stream_id: str) -> StreamTarget | None:

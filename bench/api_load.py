@@ -1,14 +1,16 @@
-"""The HTTP API under load, with a pipeline run live behind it.
+"""The HTTP API under load, with pipeline runs live behind it.
 
-    .venv/bin/python bench/api_load.py [--rate 50] [--seconds 10] [--subscribers 200]
-                                       [--event-rate 20] [--events 100]
+    .venv/bin/python bench/api_load.py [--rates 50,200,1000] [--sessions 1,20] [--seconds 10]
+                                       [--subscribers 1000] [--event-rate 20] [--events 100]
 
 Starts a Temporal dev server, an in-process worker (scripted model, fake codex) and the API under
 uvicorn in a subprocess on a free port, over a migrated SQLite database in a temp dir; creates a
-project and starts a session whose codex steps sleep, so it is running while measured. Then:
+project and starts sessions whose codex steps sleep, so they are running while measured. First,
+how long the API takes from its process starting to answering. Then:
 
-(a) ``GET /api/sessions/{id}`` (the row plus the workflow's live status query), open loop at a
-    fixed rate: latency p50/p99 and the rate achieved;
+(a) ``GET /api/sessions/{id}`` (the row plus the workflow's live status), open loop at each
+    rate, spread over 1 and over 20 running sessions: latency p50/p99 of the 200s, the share
+    of 503s (the API at capacity, with Retry-After) and of anything else (errors);
 (b) ``/api/sessions/{id}/events`` to N concurrent SSE subscribers while events are appended with
     ``EventLog`` at a fixed rate: per subscriber, receive time - the event's ``created_at``, p50/p95
     (the figures printed are the median and worst subscriber's).
@@ -46,7 +48,7 @@ from store.db import make_engine  # noqa: E402
 from store.events import EventLog, NewEvent  # noqa: E402
 from worker import agents_plugin, build_worker  # noqa: E402
 
-TOKEN = "bench-token"
+TOKEN = "bench-token-0123456789abcdef"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 # Long enough for the run to be mid-codex through both measurements; cancelled at the end.
 CODEX_PROMPT = "@fake sleep=120"
@@ -84,33 +86,80 @@ async def wait_up(client: httpx.AsyncClient, process: subprocess.Popen[bytes]) -
             await asyncio.sleep(0.1)
 
 
+class RawClient:
+    """HTTP/1.1 GETs over a pool of kept-alive connections, written by hand: httpx costs a few ms
+    of CPU a request, so at hundreds a second the benchmark, not the API, would be measured."""
+
+    def __init__(self, host: str, port: int, connections: int) -> None:
+        self.host, self.port = host, port
+        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.Queue()
+        )
+        self.slots = asyncio.Semaphore(connections)
+
+    async def get(self, path: str) -> int:
+        async with self.slots:
+            try:
+                reader, writer = self.idle.get_nowait()
+            except asyncio.QueueEmpty:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+            request = (
+                f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+            )
+            writer.write(request.encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await reader.readexactly(length)
+            if b"connection: close" in head.lower():
+                writer.close()
+            else:
+                self.idle.put_nowait((reader, writer))
+            return status
+
+    async def close(self) -> None:
+        while not self.idle.empty():
+            _, writer = self.idle.get_nowait()
+            writer.close()
+
+
 async def session_get_latency(
-    client: httpx.AsyncClient, session_id: str, rate: float, seconds: float
+    client: RawClient, sessions: list[str], rate: float, seconds: float
 ) -> None:
     """Open loop: request i is sent at start + i/rate, whether or not earlier ones answered."""
     n = int(rate * seconds)
     latencies: list[float] = []
-    statuses: dict[int, int] = {}
+    statuses: dict[int | str, int] = {}
     start = time.perf_counter()
 
-    async def one() -> None:
+    async def one(i: int) -> None:
         sent = time.perf_counter()
-        answer = await client.get(f"/api/sessions/{session_id}")
-        latencies.append(time.perf_counter() - sent)
-        statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+        try:
+            code: int | str = await client.get(f"/api/sessions/{sessions[i % len(sessions)]}")
+        except (OSError, asyncio.IncompleteReadError) as err:
+            code = type(err).__name__
+        if code == 200:
+            latencies.append(time.perf_counter() - sent)
+        statuses[code] = statuses.get(code, 0) + 1
 
     tasks = []
     for i in range(n):
         await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-        tasks.append(asyncio.create_task(one()))
+        tasks.append(asyncio.create_task(one(i)))
     sent_in = time.perf_counter() - start
     await asyncio.gather(*tasks)
-    ms = [x * 1000 for x in latencies]
+    ms = [x * 1000 for x in latencies] or [float("nan")]
+    busy = statuses.get(503, 0) / n
+    errors = sum(v for k, v in statuses.items() if k not in (200, 503)) / n
     print(
-        f"(a) GET /api/sessions/{{id}}: {n} requests, target {rate:g}/s, achieved {n / sent_in:.1f}/s"
+        f"(a) {len(sessions):>2} sessions, {rate:>5g}/s (sent {n / sent_in:6.1f}/s): "
+        f"p50 {pct(ms, 50):6.1f} ms, p99 {pct(ms, 99):7.1f} ms, "
+        f"503 {busy:6.1%}, errors {errors:6.1%}  {statuses}",
+        flush=True,
     )
-    print(f"    latency p50 {pct(ms, 50):.1f} ms, p99 {pct(ms, 99):.1f} ms, max {max(ms):.1f} ms")
-    print(f"    statuses {statuses}")
 
 
 async def sse_delivery(
@@ -230,6 +279,7 @@ async def main(args: argparse.Namespace) -> None:
         plugins=[agents_plugin(settings, provider=TestModelProvider(model))],
     )
     port = free_port()
+    started = time.perf_counter()
     process = api_process(settings, port)
     engine = make_engine(settings.database_url)
     url = f"http://127.0.0.1:{port}"
@@ -237,33 +287,39 @@ async def main(args: argparse.Namespace) -> None:
         async with (
             build_worker(worker_client, settings, task_queue=settings.task_queue),
             httpx.AsyncClient(
-                base_url=url, headers=HEADERS, limits=httpx.Limits(max_connections=200)
+                base_url=url, headers=HEADERS, limits=httpx.Limits(max_connections=1000)
             ) as client,
         ):
             await wait_up(client, process)
+            print(f"the API answered {time.perf_counter() - started:.2f} s after it was started")
             project = (await client.post("/api/projects/", json={"name": "load"})).json()
-            created = await client.post(
-                "/api/sessions/",
-                json={
-                    "project_id": project["id"],
-                    "user_request": "Build a calculator.",
-                    "start": True,
-                    "options": {"codex_heartbeat_s": 2},
-                },
-            )
-            assert created.status_code == 201, created.text
-            sid = created.json()["id"]
-            await until(client, sid, lambda c: c.get("live") is not None and c["_task"])
-            print(f"session {sid} running; API pid {process.pid} on {url}")
-
-            await session_get_latency(client, sid, args.rate, args.seconds)
+            sessions: list[str] = []
+            for count in args.sessions:
+                while len(sessions) < count:
+                    created = await client.post(
+                        "/api/sessions/",
+                        json={
+                            "project_id": project["id"],
+                            "user_request": "Build a calculator.",
+                            "start": True,
+                            "options": {"codex_heartbeat_s": 2},
+                        },
+                    )
+                    assert created.status_code == 201, created.text
+                    sessions.append(created.json()["id"])
+                for sid in sessions:
+                    await until(client, sid, lambda c: c.get("live") is not None and c["_task"])
+                raw = RawClient("127.0.0.1", port, connections=512)
+                for rate in args.rates:
+                    await session_get_latency(raw, sessions[:count], rate, args.seconds)
+                await raw.close()
             await sse_delivery(
-                url, sid, EventLog(engine), args.subscribers, args.event_rate, args.events
+                url, sessions[0], EventLog(engine), args.subscribers, args.event_rate, args.events
             )
-            live = (await client.get(f"/api/sessions/{sid}")).json()
-            print(f"session still {live['status']} at the end (live: {bool(live['live'])})")
-            await client.post(f"/api/sessions/{sid}/cancel")
-            await until(client, sid, lambda c: c["status"] == "cancelled")
+            for sid in sessions:
+                await client.post(f"/api/sessions/{sid}/cancel")
+            for sid in sessions:
+                await until(client, sid, lambda c: c["status"] == "cancelled")
     finally:
         process.terminate()
         try:
@@ -274,11 +330,16 @@ async def main(args: argparse.Namespace) -> None:
         await env.shutdown()
 
 
+def _numbers(value: str) -> list[float]:
+    return [float(n) for n in value.split(",")]
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rate", type=float, default=50)
+    parser.add_argument("--rates", type=_numbers, default=[50.0, 200.0, 1000.0])
+    parser.add_argument("--sessions", type=lambda v: [int(n) for n in _numbers(v)], default=[1, 20])
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--subscribers", type=int, default=200)
+    parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--event-rate", type=float, default=20)
     parser.add_argument("--events", type=int, default=100)
     asyncio.run(main(parser.parse_args()))

@@ -15,7 +15,7 @@ import typer
 
 from cli.app import app
 from cli.client import ApiClient, ApiError
-from cli.stack import StackError
+from cli.stack import OFFLINE_NOTICE, StackError
 from config import get_settings
 from core.vocabulary import Decision, EventKind, Outcome, Role, SessionStatus
 
@@ -264,6 +264,7 @@ def demo(
     try:
         with Stack(get_settings(), offline=True) as stack, ApiClient(stack.settings) as api:
             project = api.project_named(f"demo-{uuid.uuid4().hex[:6]}")
+            typer.secho(OFFLINE_NOTICE, fg="yellow")
             session = api.start_session(project["id"], DEMO_REQUEST, {})
             typer.echo(f"session {session['id']}: Planner → Builder → QA → ProdReady")
             code = _follow(api, session["id"], interactive=False)

@@ -91,7 +91,7 @@ def up(
     """Start everything on the embedded defaults: the Temporal dev server (SQLite file, Web UI),
     database migrations, the worker and the API (at CODEXFLOW_API_URL); Ctrl-C stops it all.
     Unfinished runs resume when it starts again."""
-    from cli.stack import Stack
+    from cli.stack import OFFLINE_NOTICE, Stack
 
     settings = get_settings()
     try:
@@ -99,6 +99,8 @@ def up(
             s = stack.settings
             mode = "offline: a scripted model plays the agents and codex" if offline else "live"
             typer.secho(f"codexflow is up ({mode})", bold=True)
+            if offline:
+                typer.secho(OFFLINE_NOTICE, fg="yellow")
             typer.echo(f"  API          {s.api_url}")
             typer.echo(f"  OpenAPI docs {s.api_url}/docs")
             typer.echo(f"  Temporal UI  {s.temporal_ui_url}")

@@ -29,6 +29,7 @@ from core.children import die_with_parent
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 __all__ = [
+    "OFFLINE_NOTICE",
     "OFFLINE_TASK_QUEUE",
     "Stack",
     "StackError",
@@ -40,6 +41,10 @@ __all__ = [
 
 # Offline runs keep to their own queue: a later real-mode `up` must not resume them with a real model.
 OFFLINE_TASK_QUEUE = "codexflow-offline"
+OFFLINE_NOTICE = (
+    "Offline mode builds the sample calculator whatever a request says, and reports it approved:"
+    " it shows the pipeline, not a model's work."
+)
 
 
 class StackError(RuntimeError):
@@ -198,6 +203,12 @@ class Stack:
 
     def _start(self) -> None:
         from store.schema import check_schema
+
+        if _api_healthy(self.settings.api_url):
+            raise StackError(
+                f"codexflow is already running: its API answers at {self.settings.api_url} "
+                "(stop that one first, or set CODEXFLOW_API_URL to another port)"
+            )
 
         temporal = self._exit.enter_context(
             dev_server(self.settings, self.state_dir / "temporal.db")

@@ -42,6 +42,7 @@ __all__ = [
     "chat_workflow_id",
     "host_task_queue",
     "payload_of",
+    "import_workflow_id",
     "session_id_of",
     "stage_workflow_id",
     "session_workflow_id",
@@ -219,6 +220,7 @@ class CodexEventPayload(_Payload):
 
 class CodexFinished(_Payload):
     status: CodexTaskState
+    final: bool = True  # no attempt follows: the task's streams end here
     error: str | None = None
     exit_code: int | None = None
     changed_files: list[str] = Field(default_factory=list)
@@ -299,6 +301,11 @@ def session_id_of(workflow_id: str) -> str | None:
     if workflow_id.startswith(_SESSION_PREFIX):
         return workflow_id.removeprefix(_SESSION_PREFIX).split(".", 1)[0]
     return None
+
+
+def import_workflow_id(project_id: str) -> str:
+    """The id of a project's ImportProjectWorkflow."""
+    return f"import-{project_id}"
 
 
 def chat_workflow_id(project_id: str, role: Role | str) -> str:

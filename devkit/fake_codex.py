@@ -348,7 +348,15 @@ def read_prompt(args: Sequence[str]) -> tuple[str | None, str]:
 
 
 def in_git_repo(path: Path) -> bool:
-    return any((parent / ".git").exists() for parent in (path, *path.parents))
+    """As codex decides: a repository's ``.git`` (a directory with a HEAD, or a worktree's
+    ``gitdir:`` file) here or above; an empty ``.git`` directory is not one."""
+    for parent in (path, *path.parents):
+        dot_git = parent / ".git"
+        if (dot_git / "HEAD").is_file():
+            return True
+        if dot_git.is_file() and dot_git.read_text(errors="replace").startswith("gitdir:"):
+            return True
+    return False
 
 
 def codex_exec(argv: Sequence[str]) -> int:

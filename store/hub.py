@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
 from store.events import Event, EventLog
 
 __all__ = ["EventHub", "SubscriberTooSlow"]
@@ -48,7 +50,7 @@ class EventHub:
         try:
             await feed.started()
             cursor = after_id
-            while page := await self.log.read(session_id, cursor):
+            while page := await self._read(session_id, cursor):
                 for event in page:
                     yield event
                 cursor = page[-1].id
@@ -64,6 +66,16 @@ class EventHub:
             if not feed.subscribers:
                 self._feeds.pop(session_id, None)
                 await feed.stop()
+
+    async def _read(self, session_id: str, after_id: int) -> list[Event]:
+        """A page of the backlog; when every connection is busy (a thousand subscribers arriving
+        at once), wait and read again rather than end the subscriber's stream."""
+        for delay in (0.1, 0.2, 0.5, 1, 2, 5):
+            try:
+                return await self.log.read(session_id, after_id)
+            except PoolTimeout:
+                await asyncio.sleep(delay)
+        return await self.log.read(session_id, after_id)
 
 
 class _Feed:

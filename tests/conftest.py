@@ -25,7 +25,7 @@ from config import Settings
 from core.repos import ProjectRepos
 from core.workspaces import create_workspace
 from devkit.postgres import throwaway_postgres
-from devkit.processes import FAKE_CODEX, start_dev_server
+from devkit.processes import FAKE_CODEX, free_port, start_dev_server
 from store.db import make_engine
 from store.schema import upgrade
 from tests.helpers.api import TOKEN, client_of
@@ -87,6 +87,9 @@ def settings(tmp_path: Path) -> Settings:
         openai_base_url=None,
         openai_api_key=None,
         api_token=None,
+        # An address of the test's own where nothing listens (not localhost:7233, where a
+        # developer's `codexflow up` may be running).
+        temporal_address=f"127.0.0.1:{free_port()}",
     )
 
 

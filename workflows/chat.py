@@ -18,10 +18,11 @@ from temporalio.exceptions import ApplicationError, is_cancelled_exception
 with workflow.unsafe.imports_passed_through():
     from agents import RunContextWrapper, Runner, TResponseInputItem
 
+    from core.errors import innermost_reason
     from core.vocabulary import ChatState
     from workflows import search_attributes
     from workflows.agents import build_agent
-    from workflows.codex_task import codex_for_agent, innermost_reason
+    from workflows.codex_task import codex_for_agent
     from workflows.types.chat import ChatInput, ChatMessage, ChatReply, ChatStatus
     from workflows.types.codex import CodexTaskRequest
     from workflows.types.repository import WorktreeInput

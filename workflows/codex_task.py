@@ -13,6 +13,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 with workflow.unsafe.imports_passed_through():
     from activities.codex import CodexRunner
     from activities.workspace import WorkspaceActivities
+    from core.errors import innermost_reason
     from core.vocabulary import CodexTaskState, Role
     from workflows.prompts import codex_result_for_model
     from workflows.types.codex import (
@@ -25,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types.workspace import Checkpoint, CheckpointInput
     from workflows.worktree import host_lost
 
-__all__ = ["CodexTaskWorkflow", "codex_for_agent", "innermost_reason", "run_codex"]
+__all__ = ["CodexTaskWorkflow", "codex_for_agent", "run_codex"]
 
 # Beyond codex's own timeout (enforced by the activity), the slack Temporal allows before it gives up.
 _DEFAULT_CODEX_TIMEOUT = timedelta(hours=2)
@@ -87,13 +88,6 @@ async def codex_for_agent(
             raise
         return f"codex failed after retries: {innermost_reason(err)}", None
     return codex_result_for_model(result), result
-
-
-def innermost_reason(err: BaseException) -> str:
-    """The innermost message of an error chain (activity → application error → cause)."""
-    while (cause := getattr(err, "cause", None) or err.__cause__) is not None:
-        err = cause
-    return str(err) or type(err).__name__
 
 
 @workflow.defn

@@ -9,9 +9,13 @@ from workflows.types.pipeline import PipelineStatus, StageRecord
 __all__ = ["current_details", "final_summary"]
 
 
-def current_details(status: PipelineStatus) -> str:
-    """Markdown: state, stage, the review awaited, codex tasks and tokens, finished stages."""
-    lines = [f"**{status.state}** · stage `{status.stage or '-'}` #{status.iteration}"]
+def current_details(
+    status: PipelineStatus, outcome: Outcome | None = None, session_url: str | None = None
+) -> str:
+    """Markdown: state (and outcome), stage, the review awaited, codex tasks and tokens, the
+    finished stages (a list: the Web UI renders no tables), a link to the session."""
+    state = f"**{status.state}**" + (f" — outcome **{outcome}**" if outcome else "")
+    lines = [f"{state} · stage `{status.stage or '-'}` #{status.iteration}"]
     if awaiting := status.awaiting:
         lines.append(
             f"⏸ waiting for a review of `{awaiting.stage}` since {awaiting.since:%Y-%m-%d %H:%M:%S}Z"
@@ -26,12 +30,17 @@ def current_details(status: PipelineStatus) -> str:
         f"codex tasks: {status.codex_tasks} · tokens: {status.tokens_used}"
         + (f" / {status.token_budget}" if status.token_budget else "")
     )
-    lines += ["", "| stage | # | verdict | summary |", "| --- | --- | --- | --- |"]
+    if status.stages:
+        lines += ["", "Stages:", ""]
     for record in status.stages:
-        verdict = getattr(record.report, "verdict", "")
+        verdict = getattr(record.report, "verdict", None)
         lines.append(
-            f"| {record.stage.value} | {record.iteration} | {verdict} | {record.report.summary[:80]} |"
+            f"- `{record.stage.value}` #{record.iteration}"
+            + (f" **{verdict}**" if verdict else "")
+            + f" — {record.report.summary[:120]}"
         )
+    if session_url:
+        lines += ["", f"[the session in codexflow]({session_url})"]
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ grows ends with the stage. The session keeps the reports, the reviews and the bu
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import TypeVar
 
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
     from activities.tools import AGENTS_MD, AgentTools
+    from core.errors import innermost_reason
     from core.vocabulary import (
         BUDGET,
         Decision,
@@ -36,7 +38,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from crew.reports import BuildReport, PlanReport, QAReport, ReadinessReport
     from workflows import search_attributes
-    from workflows.codex_task import innermost_reason
     from workflows.details import current_details, final_summary
     from workflows.journal import Journal
     from workflows.prompts import stage_input
@@ -112,6 +113,7 @@ class PipelineWorkflow:
         self.delivery: Delivery | None = None
         self.awaiting: AwaitingReview | None = None
         self.review_received: Review | None = None
+        self.outcome: Outcome | None = None
 
     # --- the diagram ---------------------------------------------------------------------------
 
@@ -138,8 +140,11 @@ class PipelineWorkflow:
         except Rejected:
             return await self.finish(Outcome.REJECTED)
         except BaseException as err:
+            if not isinstance(err, Exception | asyncio.CancelledError):
+                raise  # the worker evicting the run from its cache: nothing happened to the run
             cancelled = is_cancelled_exception(err)
             self.state = SessionStatus.CANCELLED if cancelled else SessionStatus.FAILED
+            workflow.upsert_search_attributes([search_attributes.OUTCOME.value_set(self.state)])
             self.show_details()
             await self.journal.session_ended(
                 self.state, None if cancelled else innermost_reason(err)
@@ -295,11 +300,16 @@ class PipelineWorkflow:
         self.awaiting = AwaitingReview(stage=stage, reason=reason, since=workflow.now())
         self.review_received = None
         self.state = SessionStatus.WAITING_FOR_REVIEW
+        workflow.upsert_search_attributes([search_attributes.WAITING.value_set(reason.value)])
         self.show_details()
         await self.journal.review_awaited(self.awaiting, self.tokens_used())
         timeout = timedelta(seconds=self.options.review_timeout_s)
         try:
-            await workflow.wait_condition(lambda: self.review_received is not None, timeout=timeout)
+            await workflow.wait_condition(
+                lambda: self.review_received is not None,
+                timeout=timeout,
+                timeout_summary=f"review of {stage}: {self.options.on_review_timeout} after {timeout}",
+            )
             review = self.review_received
             assert review is not None
         except TimeoutError:
@@ -315,6 +325,7 @@ class PipelineWorkflow:
         finally:
             self.awaiting = None
             self.state = SessionStatus.RUNNING
+            workflow.upsert_search_attributes([search_attributes.WAITING.value_unset()])
         self.show_details()
         await self.journal.review_received(review)
         return review
@@ -406,7 +417,9 @@ class PipelineWorkflow:
 
     def show_details(self) -> None:
         """The run's current details (markdown) in the Temporal Web UI."""
-        workflow.set_current_details(current_details(self.status()))
+        workflow.set_current_details(
+            current_details(self.status(), self.outcome, self.input.session_url)
+        )
 
     # --- mechanics -----------------------------------------------------------------------------
 
@@ -424,6 +437,8 @@ class PipelineWorkflow:
         if outcome is Outcome.APPROVED and self.options.deliver == "push":
             undelivered = await self.deliver()
         self.state = SessionStatus.COMPLETED
+        self.outcome = outcome
+        workflow.upsert_search_attributes([search_attributes.OUTCOME.value_set(outcome.value)])
         self.show_details()
         result = PipelineResult(
             session_id=self.input.session_id,

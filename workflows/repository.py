@@ -16,7 +16,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
     from activities.repositories import RepositoryActivities
-    from workflows.codex_task import innermost_reason
+    from core.errors import innermost_reason
     from workflows.types.records import ProjectImported
     from workflows.types.repository import (
         Delivery,
@@ -28,17 +28,12 @@ with workflow.unsafe.imports_passed_through():
 __all__ = [
     "DeliveryWorkflow",
     "ImportProjectWorkflow",
-    "import_workflow_id",
     "push_branch",
 ]
 
 _GIT_TIMEOUT = timedelta(minutes=30)  # a push of a big repository takes a while
 _RETRY = RetryPolicy(maximum_attempts=5)
 _HEARTBEAT = timedelta(seconds=30)
-
-
-def import_workflow_id(project_id: str) -> str:
-    return f"import-{project_id}"
 
 
 async def push_branch(input: PushInput) -> Delivery:

@@ -4,5 +4,9 @@ from temporalio.common import SearchAttributeKey
 
 STAGE = SearchAttributeKey.for_keyword("CodexflowStage")
 PROJECT = SearchAttributeKey.for_keyword("CodexflowProject")
+# How the run ended: an Outcome (approved, rejected, ...), or failed / cancelled.
+OUTCOME = SearchAttributeKey.for_keyword("CodexflowOutcome")
+# Set while the run waits for a person: "gate" or "budget" (`CodexflowWaiting IS NOT NULL`).
+WAITING = SearchAttributeKey.for_keyword("CodexflowWaiting")
 
-ALL = (STAGE, PROJECT)
+ALL = (STAGE, PROJECT, OUTCOME, WAITING)

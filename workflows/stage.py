@@ -21,9 +21,10 @@ with workflow.unsafe.imports_passed_through():
     from agents import RunContextWrapper, Runner, Usage
 
     from activities.workspace import WorkspaceActivities
+    from core.errors import innermost_reason
     from core.vocabulary import SessionMoved, StageStatus
     from workflows.agents import build_agent
-    from workflows.codex_task import codex_for_agent, innermost_reason
+    from workflows.codex_task import codex_for_agent
     from workflows.journal import Journal
     from workflows.prompts import transcript
     from workflows.types.codex import CodexTaskRequest, TokenUsage

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import DbDep, ProjectDep, SettingsDep, StateDep
-from api.schemas import ArchiveUnpacked, Deleted, FileResponse, FileTree, TreeEntry
+from api.schemas import ArchiveUnpacked, FileDeleted, FileResponse, FileTree, TreeEntry
 from api.services import (
     Received,
     UploadTooLarge,
@@ -286,8 +286,8 @@ def _attachment(filename: str) -> str:
     return f"attachment; filename*=utf-8''{quote(filename)}"
 
 
-@router.delete("/{file_id}", response_model=Deleted, responses=NOT_FOUND)
-async def delete_file(file_id: str, db: DbDep, settings: SettingsDep) -> Deleted:
+@router.delete("/{file_id}", response_model=FileDeleted, responses=NOT_FOUND)
+async def delete_file(file_id: str, db: DbDep, settings: SettingsDep) -> FileDeleted:
     """Remove the file from the default branch (a commit) and its row: the row first, put back if
     the commit fails. A link at the path is removed, never what it points to."""
     row, project = await get_file_or_404(db, file_id)
@@ -305,7 +305,7 @@ async def delete_file(file_id: str, db: DbDep, settings: SettingsDep) -> Deleted
         db.add(ProjectFile(**kept))
         await db.commit()
         raise
-    return Deleted(id=file_id)
+    return FileDeleted(id=file_id, file_id=file_id)
 
 
 @router.get("/tree/{project_id}", response_model=FileTree, responses=NOT_FOUND)

@@ -27,6 +27,7 @@ async def health(state: StateDep, db: DbDep, settings: SettingsDep) -> Health:
     ok = database.ok and temporal.ok and codex.ok
     return Health(
         status="ok" if ok else "degraded",
+        healthy=ok,
         version=version("codexflow"),
         database=database,
         temporal=temporal,

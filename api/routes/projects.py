@@ -14,35 +14,27 @@ from sqlalchemy import func, select
 from starlette.datastructures import UploadFile
 
 from api.deps import DbDep, ProjectDep, StateDep
-from api.schemas import MAX_BIGINT, Deleted, ProjectCreate, ProjectList, ProjectResponse
+from api.schemas import MAX_BIGINT, ProjectCreate, ProjectDeleted, ProjectList, ProjectResponse
 from api.services import UploadTooLarge, received_upload, unpack_onto_default_branch
 from core.remotes import RemoteNotAllowed, parse_remote
 from core.repos import ProjectRepos
-from core.vocabulary import ProjectStatus
+from core.vocabulary import ProjectStatus, import_workflow_id
 from store.models import Project, new_id
-from workflows.repository import ImportProjectWorkflow, import_workflow_id
+from workflows.types.calls import IMPORT_WORKFLOW
 from workflows.types.repository import ImportInput
 
 router = APIRouter(prefix="/api/projects", tags=["Projects"])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such project"}}
 
+# The JSON body only: a second (multipart) content makes generated clients' code break
+# (openapi-python-client 0.29 emits a module that fails to import). The multipart form with an
+# `archive` file is still taken, as the description says.
 _BODY = {
     "requestBody": {
         "required": True,
         "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/ProjectCreate"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["name", "archive"],
-                    "properties": {
-                        "name": {"type": "string"},
-                        "description": {"type": "string"},
-                        "archive": {"type": "string", "format": "binary"},
-                    },
-                }
-            },
         },
     }
 }
@@ -61,8 +53,9 @@ def _unprocessable(message: str) -> HTTPException:
 )
 async def create_project(request: Request, db: DbDep, state: StateDep) -> Project:
     """Create a project: empty (a repository with one commit), from a repository (``repository``:
-    it is ``importing`` until a worker has cloned it), or, as multipart, from an archive
-    (``.tar.gz``, ``.tgz``, ``.tar`` or ``.zip``) unpacked onto its default branch."""
+    it is ``importing`` until a worker has cloned it), or, as ``multipart/form-data`` with the
+    fields ``name`` (and ``description``) and the file ``archive``, from an archive (``.tar.gz``,
+    ``.tgz``, ``.tar`` or ``.zip``) unpacked onto its default branch."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         form = await request.form(max_files=1, max_fields=10)
         archive = form.get("archive")
@@ -138,7 +131,7 @@ async def _create(
         try:
             client = await state.temporal.get()
             await client.start_workflow(
-                ImportProjectWorkflow.run,
+                IMPORT_WORKFLOW,
                 ImportInput(project_id=project_id, repository=body.repository),
                 id=import_workflow_id(project_id),
                 task_queue=settings.task_queue,
@@ -175,9 +168,9 @@ async def get_project(project: ProjectDep) -> Project:
     return project
 
 
-@router.delete("/{project_id}", response_model=Deleted, responses=NOT_FOUND)
-async def delete_project(project: ProjectDep, db: DbDep) -> Deleted:
+@router.delete("/{project_id}", response_model=ProjectDeleted, responses=NOT_FOUND)
+async def delete_project(project: ProjectDep, db: DbDep) -> ProjectDeleted:
     """Soft delete: the project disappears from listings; its repository and history stay."""
     project.is_active = False
     await db.commit()
-    return Deleted(id=project.id)
+    return ProjectDeleted(id=project.id, project_id=project.id)

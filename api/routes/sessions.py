@@ -25,6 +25,7 @@ from api.deps import (
     StateDep,
     TemporalDep,
     project_or_404,
+    session_or_404,
 )
 from api.schemas import (
     MAX_BIGINT,
@@ -40,24 +41,23 @@ from api.schemas import (
 )
 from api.services import (
     conflict_unless_running,
-    project_ready_or_409,
+    new_session_row,
     send_review,
     start_session,
 )
 from config import Settings
+from core.errors import innermost_reason
 from core.git import GitError, UntrustedConfig
 from core.repos import ProjectRepos
 from core.vocabulary import (
     FINISHED,
     EventKind,
     SessionStatus,
-    session_workflow_id,
     temporal_ui_url,
 )
 from store.models import Conversation, RunSession, SessionEvent, new_id
-from workflows.codex_task import innermost_reason
-from workflows.pipeline import PipelineWorkflow
-from workflows.repository import DeliveryWorkflow
+from workflows.types.calls import DELIVERY_WORKFLOW, PIPELINE_STATUS
+from workflows.types.pipeline import PipelineStatus
 from workflows.types.repository import Delivery, PushInput
 from workflows.types.review import Review
 
@@ -110,19 +110,7 @@ async def create_session(body: SessionCreate, db: DbDep, state: StateDep) -> Ses
             state.settings.sandbox_for(body.options.codex_sandbox)
         except ValueError as err:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(err)) from None
-    project_ready_or_409(await project_or_404(db, body.project_id))
-    session_id = new_id()
-    row = RunSession(
-        id=session_id,
-        project_id=body.project_id,
-        workflow_id=session_workflow_id(session_id),
-        title=body.title or body.user_request[:100],
-        user_request=body.user_request,
-        status=SessionStatus.PENDING,
-        options=body.options.model_dump(mode="json", exclude_unset=True) if body.options else {},
-    )
-    db.add(row)
-    await db.commit()
+    row = await new_session_row(db, body, new_id())
     if body.start:
         await start_session(state, db, row)
     return _response(row, state.settings)
@@ -191,20 +179,31 @@ async def list_project_sessions(
 
 
 @router.get("/{session_id}", response_model=SessionResponse, responses=NOT_FOUND)
-async def get_session(row: SessionDep, state: StateDep) -> SessionResponse:
-    """The session's row, with ``live`` (the workflow's status query) while it runs."""
-    live = None
-    if row.status not in FINISHED and row.status != SessionStatus.PENDING:
-        live = await _live(state, row)
-    return _response(row, state.settings, live)
+async def get_session(session_id: str, state: StateDep) -> SessionResponse:
+    """The session's row, with ``live`` (the workflow's status query) while it runs. Clients
+    poll this: one answer per session is made at a time and shared for half a second."""
+
+    async def answer() -> SessionResponse:
+        async with state.db() as db:  # closed before Temporal is asked
+            row = await session_or_404(db, session_id)
+        live = None
+        if row.status not in FINISHED and row.status != SessionStatus.PENDING:
+            live = await _live(state, row)
+        return _response(row, state.settings, live)
+
+    response: SessionResponse = await state.answers.get(session_id, answer)
+    return response
 
 
 async def _live(state: StateDep, row: RunSession) -> LiveStatus | None:
-    try:
+    async def query() -> PipelineStatus:
         client = await state.temporal.get()
         handle = client.get_workflow_handle(row.workflow_id)
         async with asyncio.timeout(QUERY_TIMEOUT_S):
-            status_ = await handle.query(PipelineWorkflow.status)
+            return await handle.query(PIPELINE_STATUS, result_type=PipelineStatus)
+
+    try:
+        status_ = await query()
     except Exception as err:  # the row alone is still a good answer
         log.info("no live status of %s: %s", row.workflow_id, err)
         return None
@@ -397,7 +396,7 @@ async def push_session(
     client = await state.temporal.get()
     try:
         return await client.execute_workflow(
-            DeliveryWorkflow.run,
+            DELIVERY_WORKFLOW,
             PushInput(
                 project_id=row.project_id,
                 session_id=row.id,
@@ -406,6 +405,7 @@ async def push_session(
             ),
             id=f"deliver-{row.id}-{new_id()[:8]}",
             task_queue=state.settings.task_queue,
+            result_type=Delivery,
         )
     except WorkflowFailureError as err:
         reason = innermost_reason(err)

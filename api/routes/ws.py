@@ -4,37 +4,49 @@ Authentication: the API token as ``?token=`` or an ``Authorization: Bearer`` hea
 valid one the socket is accepted only to be closed at once with code 4401 (a code browsers can
 see; a refused handshake shows them only 1006), before anything is read or streamed.
 
-``/ws/session/{session_id}`` takes JSON messages ``{"action": ...}``:
+``/ws/session/{session_id}`` speaks the seed's messages. Every socket on a session is sent, as
+the run goes, ``{"type": "workflow_progress", "stage", "message"}`` (a stage started or finished,
+a review awaited, a move) and ``{"type": "workflow_complete", "result"}`` at its end. It takes
+JSON messages ``{"action": ...}``:
 
 - ``ping`` → ``{"type": "pong"}``
-- ``subscribe_codex`` (``task_id`` optional, ``after_id`` optional) → the session's events (or one
-  codex task's) as ``{"type": "event", id, kind, payload, ...}``, then ``{"type": "complete"}`` after
-  the end event. Streams run in background tasks: the socket keeps answering other actions.
 - ``start_workflow`` → starts the session's pipeline as ``POST /api/sessions/{id}/start`` does;
-  ``{"type": "workflow_started", ...}``
+  with ``project_id`` and ``user_request`` (and ``options``) for a session id not yet known, as
+  the seed's clients send it, the session is made first; ``{"type": "workflow_started", ...}``
+- ``subscribe_codex`` (``task_id`` optional, ``after_id`` optional) → each line of codex's
+  output as the seed's ``{"type": "codex_output", "task_id", "line"}`` and, richer, every event
+  of the session (or of the one codex task) as ``{"type": "event", id, kind, payload, ...}``,
+  then ``{"type": "complete"}`` after the end event. Streams run in background tasks: the
+  socket keeps answering other actions.
 - ``chat`` (``agent_role``, ``message``, ``project_id``) → ``{"type": "agent_message", ...}``
 - anything else → ``{"type": "error", "message": ...}``
 
-``/ws/terminal/{task_id}`` sends the codex task's ``codex.event`` events as
-``{"type": "output", "event": <payload>}`` and ``{"type": "complete"}`` when it finishes.
+``/ws/terminal/{task_id}`` sends each line of the codex task's output as ``{"type": "output",
+"line", "event": <payload>}``, through its retries, and ``{"type": "complete"}`` when its last
+attempt ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
 from starlette.websockets import WebSocketState
 
 from api.deps import token_matches
-from api.services import send_chat, start_session
+from api.schemas import SessionCreate
+from api.services import new_session_row, send_chat, start_session
 from api.state import api_state
 from api.streams import StreamTarget, event_json, follow_target, resolve_target
 from core.vocabulary import EventKind
+from store.events import Event
 from store.models import CodexTask, RunSession
 
 __all__ = ["router"]
@@ -43,6 +55,7 @@ log = logging.getLogger("codexflow.api")
 
 router = APIRouter(prefix="/ws", tags=["WebSockets"])
 
+_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,35}")  # a session row's id
 UNAUTHORIZED = 4401
 NOT_FOUND = 4404
 TRY_AGAIN_LATER = 1013
@@ -129,12 +142,13 @@ async def session_socket(websocket: WebSocket, session_id: str) -> None:
 
 
 async def _serve_session(websocket: WebSocket, session_id: str) -> None:
-    async with api_state(websocket).db() as db:
-        known = await db.get(RunSession, session_id) is not None
-    if not known:
-        await websocket.close(code=NOT_FOUND, reason=f"session {session_id} not found")
+    if not _SESSION_ID.fullmatch(session_id):
+        await websocket.close(code=NOT_FOUND, reason=f"session {session_id!r} not found")
         return
+    state = api_state(websocket)
     sock = _Socket(websocket)
+    after_id = await state.events.last_id(session_id)
+    sock.spawn(lambda: _progress(sock, session_id, after_id), f"progress-{session_id}")
     try:
         while True:
             try:
@@ -160,7 +174,7 @@ async def _dispatch(sock: _Socket, session_id: str, data: dict[str, Any]) -> Non
     elif action == "subscribe_codex":
         await _subscribe(sock, session_id, data)
     elif action == "start_workflow":
-        sock.spawn(lambda: _start_workflow(sock, session_id), f"start-{session_id}")
+        sock.spawn(lambda: _start_workflow(sock, session_id, data), f"start-{session_id}")
     elif action == "chat":
         project_id, role, message = (
             data.get("project_id"),
@@ -210,6 +224,11 @@ async def _subscribe(sock: _Socket, session_id: str, data: dict[str, Any]) -> No
         async with contextlib.aclosing(follow_target(hub, target, after_id)) as followed:
             async for event in followed:
                 assert event is not None  # no keepalive asked for
+                if event.kind == EventKind.CODEX_EVENT:
+                    line = _line(event.payload)
+                    await sock.send(
+                        {"type": "codex_output", "task_id": event.codex_task_id, "line": line}
+                    )
                 await sock.send({"type": "event", **event_json(event)})
         await sock.send({"type": "complete", "task_id": task_id})
 
@@ -217,17 +236,72 @@ async def _subscribe(sock: _Socket, session_id: str, data: dict[str, Any]) -> No
     sock.streams[key] = sock.spawn(stream, f"events-{session_id}-{key}")
 
 
-async def _start_workflow(sock: _Socket, session_id: str) -> None:
-    # The same path as POST /api/sessions/{id}/start.
+async def _start_workflow(sock: _Socket, session_id: str, data: dict[str, Any]) -> None:
+    # The same path as POST /api/sessions/ (when the seed's client names a new session) and
+    # POST /api/sessions/{id}/start.
     state = api_state(sock.websocket)
     async with state.db() as db:
         row = await db.get(RunSession, session_id)
         if row is None:
-            raise HTTPException(404, f"session {session_id} not found")
+            if "project_id" not in data or "user_request" not in data:
+                raise HTTPException(404, f"session {session_id} not found")
+            try:
+                body = SessionCreate.model_validate(
+                    {k: data[k] for k in ("project_id", "user_request", "options") if k in data}
+                )
+            except ValidationError as err:
+                raise HTTPException(422, f"start_workflow: {err}") from None
+            row = await new_session_row(db, body, session_id)
         await start_session(state, db, row)
         await sock.send(
             {"type": "workflow_started", "session_id": row.id, "workflow_id": row.workflow_id}
         )
+
+
+async def _progress(sock: _Socket, session_id: str, after_id: int) -> None:
+    """The seed's ``workflow_progress`` and ``workflow_complete`` messages, from the session's log
+    (every socket on the session gets them, through the hub's one follower of it)."""
+    hub = api_state(sock.websocket).hub
+    target = StreamTarget(session_id)
+    async with contextlib.aclosing(follow_target(hub, target, after_id)) as followed:
+        async for event in followed:
+            if event is not None and (message := _seed_message(event)) is not None:
+                await sock.send(message)
+
+
+def _seed_message(event: Event) -> dict[str, Any] | None:
+    p = event.payload
+    match event.kind:
+        case EventKind.STAGE_STARTED:
+            return _progressed(p["stage"], f"{p['stage']} started (iteration {p['iteration']})")
+        case EventKind.STAGE_COMPLETED:
+            verdict = f"{p['verdict']}: " if p.get("verdict") else ""
+            return _progressed(
+                p["stage"], f"{p['stage']} finished — {verdict}{p.get('summary', '')}"
+            )
+        case EventKind.STAGE_FAILED | EventKind.STAGE_CANCELLED:
+            return _progressed(
+                p["stage"], f"{p['stage']} {event.kind.split('.')[1]}: {p.get('error')}"
+            )
+        case EventKind.REVIEW_AWAITED | EventKind.BUDGET_PAUSED:
+            return _progressed(p["stage"], f"waiting for a review of {p['stage']}")
+        case EventKind.SESSION_MOVED:
+            return _progressed(None, f"host {p['from_host']} lost: carrying on on {p['to_host']}")
+        case EventKind.SESSION_FINISHED:
+            return {"type": "workflow_complete", "result": {"status": "completed", **p}}
+        case EventKind.SESSION_FAILED | EventKind.SESSION_CANCELLED:
+            status = event.kind.split(".")[1]
+            return {"type": "workflow_complete", "result": {"status": status, **p}}
+    return None
+
+
+def _progressed(stage: str | None, message: str) -> dict[str, Any]:
+    return {"type": "workflow_progress", "stage": stage, "message": message}
+
+
+def _line(payload: dict[str, Any]) -> str:
+    """A codex event as the line codex printed (its JSONL)."""
+    return json.dumps(payload, ensure_ascii=False)
 
 
 @router.websocket("/terminal/{task_id}")
@@ -253,7 +327,14 @@ async def _serve_terminal(websocket: WebSocket, task_id: str) -> None:
                 if event is None:
                     continue
                 if event.kind == EventKind.CODEX_EVENT:
-                    await sock.send({"type": "output", "event": event.payload, "id": event.id})
+                    await sock.send(
+                        {
+                            "type": "output",
+                            "line": _line(event.payload),
+                            "event": event.payload,
+                            "id": event.id,
+                        }
+                    )
                 elif target.is_end(event):
                     await sock.send(
                         {"type": "complete", "status": event.payload.get("status"), "id": event.id}

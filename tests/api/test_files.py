@@ -143,7 +143,11 @@ async def test_upload_reupload_change_list_download_tree_delete(
     ]
 
     deleted = await api.delete(f"/api/files/{row['id']}")
-    assert deleted.status_code == 200 and deleted.json() == {"status": "deleted", "id": row["id"]}
+    assert deleted.status_code == 200 and deleted.json() == {
+        "status": "deleted",
+        "id": row["id"],
+        "file_id": row["id"],
+    }
     assert await branch(repos, project) == {"main.py": b"x = 1\n"}
     assert [f["file_path"] for f in await rows(api, project)] == ["main.py"]
     assert (await api.get(f"/api/files/{row['id']}/download")).status_code == 404

@@ -31,7 +31,7 @@ async def test_create_get_list_and_soft_delete(api: httpx.AsyncClient, settings:
     assert [p["id"] for p in named["projects"]] == [project["id"]]
 
     deleted = await api.delete(f"/api/projects/{project['id']}")
-    assert deleted.json() == {"status": "deleted", "id": project["id"]}
+    assert deleted.json() == {"status": "deleted", "id": project["id"], "project_id": project["id"]}
     assert (await api.get(f"/api/projects/{project['id']}")).status_code == 404
     assert (await api.get("/api/projects/")).json()["total"] == 1
     everything = (await api.get("/api/projects/", params={"active_only": False})).json()
@@ -89,7 +89,7 @@ async def test_every_route_but_health_needs_the_token(api_settings: Settings) ->
 async def test_health_reports_dependencies(api: httpx.AsyncClient, api_settings: Settings) -> None:
     body = (await api.get("/api/health")).json()
     assert body["database"] == {"ok": True, "detail": None}
-    # No Temporal listens at the settings' default address in the tests.
+    # Nothing listens at the test settings' Temporal address.
     assert body["temporal"]["ok"] is False and body["status"] == "degraded"
     # The fake codex answers --version and `login status` like the real one.
     assert body["codex"]["version"].startswith("codex-cli") and body["codex"]["auth"] == "logged in"

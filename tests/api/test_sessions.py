@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,75 +18,14 @@ from config import Settings
 from devkit.agent_model import ScriptedAgentModel, pipeline_script
 from tests.helpers.api import TOKEN, client_of, read_sse, serving
 from tests.helpers.pipeline import pipeline_client
-from tests.helpers.temporal import temporal_address
+from tests.helpers.sessions import FAST, Serve, new_project, new_session, poll
 from worker import build_worker
-
-Serve = Callable[..., Awaitable[None]]
-FAST = {"codex_heartbeat_s": 2}
-
-
-@pytest.fixture
-def app_settings(
-    api_settings: Settings, temporal_dev: WorkflowEnvironment, task_queue: str
-) -> Settings:
-    """The API's settings, pointing at the test dev server and this test's task queue."""
-    return api_settings.model_copy(
-        update={"temporal_address": temporal_address(temporal_dev), "task_queue": task_queue}
-    )
 
 
 @pytest.fixture
 async def api(app_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with client_of(app_settings) as client:
         yield client
-
-
-@pytest.fixture
-async def serve(temporal_dev: WorkflowEnvironment, app_settings: Settings) -> AsyncIterator[Serve]:
-    """serve(**pipeline_script kwargs): an in-process worker (scripted model) on the API's queue."""
-    async with AsyncExitStack() as stack:
-
-        async def _serve(**script: Any) -> None:
-            model = ScriptedAgentModel(pipeline_script(**script))
-            client = await pipeline_client(temporal_dev, app_settings, model)
-            await stack.enter_async_context(
-                build_worker(client, app_settings, task_queue=app_settings.task_queue)
-            )
-
-        yield _serve
-
-
-async def new_project(api: httpx.AsyncClient) -> str:
-    answer = await api.post("/api/projects/", json={"name": "calc"})
-    assert answer.status_code == 201, answer.text
-    return str(answer.json()["id"])
-
-
-async def new_session(api: httpx.AsyncClient, project_id: str, **body: Any) -> dict[str, Any]:
-    body.setdefault("options", FAST)
-    answer = await api.post(
-        "/api/sessions/",
-        json={"project_id": project_id, "user_request": "Build a calculator.", **body},
-    )
-    assert answer.status_code == 201, answer.text
-    return dict(answer.json())
-
-
-async def poll(
-    api: httpx.AsyncClient, url: str, done: Callable[[dict[str, Any]], bool]
-) -> dict[str, Any]:
-    """GET ``url`` until ``done`` holds for its answer (within a minute)."""
-    last: Any = None
-    try:
-        async with asyncio.timeout(60):
-            while True:
-                answer = await api.get(url)
-                last = answer.json()
-                if answer.status_code == 200 and done(last):
-                    return dict(last)
-                await asyncio.sleep(0.2)
-    except TimeoutError:
-        raise AssertionError(f"{url} never got there; last answer: {last}") from None
 
 
 def finished(session: dict[str, Any]) -> bool:

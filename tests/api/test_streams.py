@@ -177,6 +177,35 @@ async def test_sse_keepalive_auth_and_unknown_ids(
         assert [f["event"] for f in frames] == ["session.cancelled"]
 
 
+async def test_a_codex_task_stream_ends_with_its_last_attempt(
+    server: str, api_settings: Settings
+) -> None:
+    task = CodexTask(id=f"task-{uuid.uuid4().hex[:8]}", prompt="p", working_directory="/w")
+    await add_rows(api_settings, task)
+    failed = {"status": "failed", "final": False, "error": "exit 1"}  # a retry follows
+    await append(
+        api_settings,
+        NewEvent(task.id, "codex.started", {"pid": 1}, task.id, 1),
+        NewEvent(task.id, "codex.finished", failed, task.id, 1),
+        NewEvent(task.id, "codex.started", {"pid": 2}, task.id, 2),
+        NewEvent(task.id, "codex.event", {"type": "x"}, task.id, 2),
+        NewEvent(task.id, "codex.finished", {"status": "completed", "final": True}, task.id, 2),
+        NewEvent(task.id, "codex.event", {"type": "after the end"}, task.id, 2),
+    )
+    async with (
+        httpx.AsyncClient(base_url=server, headers=AUTH, timeout=10) as client,
+        client.stream("GET", f"/api/sessions/{task.id}/events") as response,
+    ):
+        frames = only_events(await read_sse(response))
+    assert [(f["event"], f["data"]["attempt"]) for f in frames] == [
+        ("codex.started", 1),
+        ("codex.finished", 1),
+        ("codex.started", 2),
+        ("codex.event", 2),
+        ("codex.finished", 2),
+    ]
+
+
 async def test_sse_follows_a_standalone_codex_task(server: str, api_settings: Settings) -> None:
     task = CodexTask(id=f"task-{uuid.uuid4().hex[:8]}", prompt="p", working_directory="/w")
     await add_rows(api_settings, task)
@@ -289,12 +318,16 @@ def test_websocket_ping_subscribe_and_auth(api_settings: Settings) -> None:
                     NewEvent(session, "session.finished", {}),
                 )
             )
-            rest = [ws.receive_json() for _ in range(3)]
-            assert [m.get("kind") for m in rest[:2]] == ["tick", "session.finished"]
-            assert rest[0]["payload"] == {"n": 2} and rest[0]["id"] > first["id"]
-            assert rest[2]["type"] == "complete"
+            rest = [ws.receive_json() for _ in range(4)]
+            # Ours (event, complete) and the seed's (workflow_complete), each stream in order.
+            ours = [m for m in rest if m["type"] in ("event", "complete")]
+            assert [m.get("kind") for m in ours[:2]] == ["tick", "session.finished"]
+            assert ours[0]["payload"] == {"n": 2} and ours[0]["id"] > first["id"]
+            assert ours[2]["type"] == "complete"
+            (seed,) = [m for m in rest if m["type"] == "workflow_complete"]
+            assert seed["result"]["status"] == "completed"
 
-        assert close_code(client, "/ws/session/nope", headers=AUTH) == 4404
+        assert close_code(client, "/ws/session/not_an_id!", headers=AUTH) == 4404
 
 
 def test_terminal_streams_a_codex_task_until_it_finishes(api_settings: Settings) -> None:

@@ -286,6 +286,13 @@ def test_server_sent_events_are_unbuffered_with_long_timeouts(site: Site) -> Non
     assert site.headers(sse).get("connection") != "upgrade"
 
 
+def test_a_chat_turn_that_runs_codex_gets_a_stream_timeout(site: Site) -> None:
+    chat = site.location("/api/agents/chat")
+    assert chat is not site.location("/api/agents"), "other calls keep nginx's default"
+    assert site.timeout(chat, "proxy_read_timeout") >= HOUR
+    assert site.effective(chat, "proxy_pass") == ["http://codexflow_api"]
+
+
 def test_websockets_are_upgraded_with_long_timeouts(site: Site) -> None:
     ws = site.location("/ws/session/s-1")
     assert ws is site.location("/ws/terminal/t-1")

@@ -205,6 +205,16 @@ def test_refuses_a_non_git_workspace_without_the_flag(workspace: Path) -> None:
     )
     assert result.returncode == 1 and "skip-git-repo-check" in result.stderr
 
+    # An empty .git directory above it (a developer's stray one) does not make it a repository.
+    (workspace.parent / ".git").mkdir(exist_ok=True)
+    again = subprocess.run(
+        [str(FAKE_CODEX), "exec", "--json", "-C", str(workspace), "hi"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 1 and "skip-git-repo-check" in again.stderr
+
 
 def test_hang_ends_on_sigterm(workspace: Path) -> None:
     process = start(workspace, "@fake hang")

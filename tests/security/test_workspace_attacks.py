@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.records import Recorder
 from config import Settings
+from core.errors import innermost_reason
 from core.repos import ProjectRepos
 from devkit.agent_model import Turn, report, tool
 from store.models import RunSession
@@ -31,7 +32,6 @@ from tests.helpers.attacks import (
     history_text,
     planner_attack,
 )
-from workflows.codex_task import innermost_reason
 
 SECRET = "s3cr3t-0f-an0ther-pr0ject"
 

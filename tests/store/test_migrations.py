@@ -21,6 +21,8 @@ from store.models import Base
 
 TABLES = {
     "projects",
+    "stored_payloads",
+    "stored_payload_refs",
     "project_files",
     "sessions",
     "conversations",

@@ -255,6 +255,8 @@ async def test_failing_agent_stage_fails_the_run_with_the_reason(
         session = await db.get(RunSession, session_id)
         assert session is not None and session.status == "failed"
         assert session.error and "model exploded" in session.error
+        # AGENTS.md was recorded when the Planner saved it, not only at a run's end.
+        assert session.agents_md_content == AGENTS_MD
         builder = await db.get(Conversation, f"{session_id}:builder:1")
         assert builder is not None and builder.status == "failed"
     kinds = [e.kind for e in await recorder.events.read(session_id)]

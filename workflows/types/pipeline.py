@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from config import Sandbox
 from core.vocabulary import Outcome, Role, SessionMoved, SessionStatus
@@ -25,7 +25,10 @@ __all__ = [
 
 
 class PipelineOptions(BaseModel):
-    """How a pipeline run behaves; every field has a sensible default."""
+    """How a pipeline run behaves; every field has a sensible default, and an unknown one is an
+    error (``"gate"`` for ``"gates"`` must not give a run without its gate)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     gates: list[Role] = Field(
         default_factory=list, max_length=len(Role), description="stages that wait for a review"
@@ -68,6 +71,7 @@ class PipelineInput(BaseModel):
     project_id: str
     user_request: str = Field(min_length=1)
     options: PipelineOptions = Field(default_factory=PipelineOptions)
+    session_url: str | None = None  # the session in the codexflow API, linked from the Web UI
 
 
 class StageRecord(BaseModel):
