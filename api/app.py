@@ -14,6 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import HTTPConnection
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.console import review_console
 from api.deps import require_token, require_token_or_query
 from api.docs import offline_docs
 from api.guard import OVERLOADED, Guard
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     offline_docs(app)
+    review_console(app)
     app.openapi = lambda: openapi_for(app)  # type: ignore[method-assign]
     app.add_middleware(
         CORSMiddleware,

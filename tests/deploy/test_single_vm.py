@@ -270,7 +270,12 @@ def test_routes_reach_the_api_on_loopback_with_their_path(site: Site, uri: str) 
     assert headers.get("x-forwarded-for") == "$proxy_add_x_forwarded_for"
 
 
-@pytest.mark.parametrize("uri", ["/metrics", "/", "/api", "/temporal/", "/.env"])
+def test_the_review_console_is_served(site: Site) -> None:
+    for uri in ("/", "/console/console.js", "/console/console.css"):
+        assert site.effective(site.location(uri), "proxy_pass") == ["http://codexflow_api"], uri
+
+
+@pytest.mark.parametrize("uri", ["/metrics", "/api", "/temporal/", "/.env", "/index.html"])
 def test_nothing_else_is_public(site: Site, uri: str) -> None:
     loc = site.location(uri)
     assert site.effective(loc, "proxy_pass") is None, f"{uri} reaches the API"

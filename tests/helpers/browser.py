@@ -18,7 +18,9 @@ __all__ = ["chromium", "open_tab", "page_text", "wait_for_text"]
 
 
 @contextlib.contextmanager
-def chromium(downloads: Path) -> Iterator[webdriver.Chrome]:
+def chromium(downloads: Path, *, cut_off: bool = False) -> Iterator[webdriver.Chrome]:
+    """Headless Chromium; ``cut_off``: no name but the loopback one resolves (the network to
+    the outside is cut, as on an air-gapped machine)."""
     binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
     assert binary and driver, "chromium and chromium-driver (make system-packages) are needed"
     options = webdriver.ChromeOptions()
@@ -27,6 +29,8 @@ def chromium(downloads: Path) -> Iterator[webdriver.Chrome]:
         options.add_argument(flag)
     options.add_argument("--window-size=1440,900")  # a laptop's screen
     options.add_argument(f"--user-data-dir={downloads / 'chromium-profile'}")
+    if cut_off:
+        options.add_argument("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
     browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
     try:
         yield browser
