@@ -119,6 +119,7 @@ class Health(BaseModel):
     status: str = Field(description="ok, or degraded when a dependency is unreachable")
     healthy: bool = Field(description="status is ok (the seed's API answered status: healthy)")
     version: str
+    task_queue: str = Field(description="the task queue this API starts workflows on")
     database: Check
     temporal: Check
     codex: CodexCheck

@@ -174,6 +174,7 @@ async def start_session(state: ApiState, db: AsyncSession, row: RunSession) -> N
                 user_request=row.user_request,
                 options=options,
                 session_url=f"{settings.api_url.rstrip('/')}/api/sessions/{row.id}",
+                project_name=project.name,
             ),
             id=row.workflow_id,
             task_queue=settings.task_queue,

@@ -57,7 +57,13 @@ class ApiClient:
                 "start it with `codexflow up`, or set CODEXFLOW_API_URL"
             ) from None
         if answer.status_code == 401:
-            raise ApiError("the API needs its token: set CODEXFLOW_API_TOKEN", 401)
+            sent = "Authorization" in self.http.headers
+            raise ApiError(
+                "the API refused the token (CODEXFLOW_API_TOKEN does not match the server's)"
+                if sent
+                else "the API needs its token: set CODEXFLOW_API_TOKEN",
+                401,
+            )
         if answer.is_error:
             raise ApiError(_detail(answer), answer.status_code)
         return (

@@ -67,6 +67,8 @@ class RunView:
                 feedback = f": {p.feedback}" if p.feedback else ""
                 return [f"✔ review of {p.stage}: {p.decision}{feedback}"]
             case SessionFinished() as p:
+                if p.tokens_used is not None:  # the same count as `codexflow status`
+                    return [f"■ finished: {p.outcome} ({p.tokens_used} tokens)"]
                 return [f"■ finished: {p.outcome} ({self.codex_tokens} codex tokens)"]
             case SessionEnded() as p:
                 return [f"■ {event.kind.removeprefix('session.')}: {p.error or ''}".rstrip(": ")]

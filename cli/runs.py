@@ -231,16 +231,25 @@ def status(
 
 @app.command()
 def sessions(
-    status: Annotated[str | None, typer.Option(help="only sessions in this status")] = None,
+    status: Annotated[
+        SessionStatus | None, typer.Option(help="only sessions in this status")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=200, help="how many, newest first")] = 20,
 ) -> None:
-    """List sessions, newest first."""
+    """List sessions, newest first, with their project."""
     with _api() as api:
-        found = api.sessions(status, limit)
+        found = api.sessions(status.value if status else None, limit)
+        names = {
+            p["id"]: p["name"] for p in api.request("GET", "/api/projects/?limit=200")["projects"]
+        }
+        typer.echo(
+            f"{'session':<36}  {'status':<18} {'outcome':<11} {'created':<19}  project / title"
+        )
         for s in found["sessions"]:
-            outcome = f" {s['outcome']}" if s.get("outcome") else ""
+            project = names.get(s["project_id"], s["project_id"][:8])
             typer.echo(
-                f"{s['id']}  {s['status']:<18}{outcome:<12} {s['created_at'][:19]}  {s['title']}"
+                f"{s['id']:<36}  {s['status']:<18} {s.get('outcome') or '':<11} "
+                f"{s['created_at'][:19]}  {project} / {s['title']}"
             )
         typer.echo(f"{len(found['sessions'])} of {found['total']}")
 

@@ -249,6 +249,9 @@ class Stack:
             stop = True
 
         previous = signal.signal(signal.SIGTERM, on_sigterm)
+        # Ctrl-C stops everything even when `up` was started with SIGINT ignored (as a
+        # background job of a script is).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             while not stop:
                 for name, (proc, log) in self.children.items():

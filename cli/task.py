@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
+import httpx
 import typer
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
@@ -50,13 +51,24 @@ async def _run_task(
     client = await connect(settings)
     workflow_id = f"codex-task-{uuid.uuid4().hex[:12]}"
     handle = await client.start_workflow(
-        CodexTaskWorkflow.run, request, id=workflow_id, task_queue=settings.task_queue
+        CodexTaskWorkflow.run, request, id=workflow_id, task_queue=_served_queue(settings)
     )
     typer.echo(f"started {workflow_id} in {workspace}")
     typer.echo(f"Temporal UI: {ui_link(settings, workflow_id)}")
     if not wait:
         return 0
     return await follow_codex_task(client, handle, settings)
+
+
+def _served_queue(settings: Settings) -> str:
+    """The task queue the running stack's workers serve: the API says which (`codexflow up
+    --offline` keeps its runs on a queue of their own); without an API, the configured one."""
+    try:
+        health = httpx.get(f"{settings.api_url.rstrip('/')}/api/health", timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return settings.task_queue
+    queue = health.get("task_queue") if isinstance(health, dict) else None
+    return queue if isinstance(queue, str) and queue else settings.task_queue
 
 
 async def follow_codex_task(client: Client, handle: WorkflowHandle, settings: Settings) -> int:

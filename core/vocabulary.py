@@ -229,6 +229,7 @@ class CodexFinished(_Payload):
 class SessionFinished(_Payload):
     outcome: Outcome
     codex_tasks: int = 0
+    tokens_used: int | None = None  # model and codex, as `status` counts them
 
 
 class SessionMoved(_Payload):

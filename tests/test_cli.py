@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from cli.stack import reachable
 from config import Settings, settings_env
 from devkit.processes import free_port, spawn_worker
+from tests.helpers.api import serving
 from tests.helpers.temporal import temporal_address
 
 
@@ -121,3 +123,43 @@ def test_server_serves_the_ui_on_its_own_port_behind_a_public_url(tmp_path: Path
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=20)
     assert (tmp_path / "t.db").exists()
+
+
+async def test_a_wrong_token_is_reported_as_refused(api_settings: Settings) -> None:
+    """The API runs with a token; the CLI sent another one (or none): it says which."""
+    async with serving(api_settings) as url:
+        wrong = api_settings.model_copy(
+            update={"api_url": url, "api_token": SecretStr("not-the-server-token-0123")}
+        )
+        refused = await asyncio.to_thread(codexflow, wrong, "sessions")
+        assert refused.returncode == 1 and "the API refused the token" in refused.stderr
+        none = await asyncio.to_thread(
+            codexflow,
+            api_settings.model_copy(update={"api_url": url, "api_token": None}),
+            "sessions",
+        )
+        assert none.returncode == 1 and "set CODEXFLOW_API_TOKEN" in none.stderr
+
+
+async def test_task_goes_to_the_queue_the_running_stack_serves(
+    temporal_dev: WorkflowEnvironment, settings: Settings, task_queue: str, tmp_path: Path
+) -> None:
+    """As under `codexflow up --offline`, whose worker serves a queue of its own: the API says
+    which, and the task is queued there rather than waiting forever on the configured one."""
+    served = settings.model_copy(
+        update={"temporal_address": temporal_address(temporal_dev), "task_queue": task_queue}
+    )
+    worker = spawn_worker(served, log=tmp_path / "worker.log")
+    try:
+        async with serving(served) as url:
+            elsewhere = served.model_copy(
+                update={"task_queue": "nobody-serves-this", "api_url": url}
+            )
+            done = await asyncio.to_thread(
+                codexflow, elsewhere, "task", "Write it.\n@fake write=a.md:a\\n", "--workspace", "q"
+            )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+    assert done.returncode == 0, done.stderr
+    assert (served.workspaces_root / "q" / "a.md").read_text() == "a\n"

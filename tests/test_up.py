@@ -59,6 +59,12 @@ def test_up_runs_reviews_and_resumes_after_a_restart(tmp_path: Path) -> None:
         followed = here.codexflow("status", waiting, "--follow")
         assert followed.returncode == 0, followed.stdout + followed.stderr
         assert "■ finished: approved" in followed.stdout
+        # The final line counts tokens as `status` does: model and codex.
+        usage = here.status(waiting)["usage"]
+        total = sum(
+            usage[k]["input_tokens"] + usage[k]["output_tokens"] for k in ("model", "codex")
+        )
+        assert f"■ finished: approved ({total} tokens)" in followed.stdout
 
         # A followed run that asks for its review at the terminal.
         asked = here.codexflow(
@@ -102,7 +108,9 @@ def test_up_runs_reviews_and_resumes_after_a_restart(tmp_path: Path) -> None:
         listed = here.codexflow("sessions")
         assert listed.returncode == 0 and listed.stdout.strip().endswith("3 of 3")
         assert listed.stdout.count("completed") == 2 and third in listed.stdout
-
+        assert listed.stdout.startswith("session ") and "calc / " in listed.stdout  # the project
+        unknown = here.codexflow("sessions", "--status", "finished")
+        assert unknown.returncode == 2 and "finished" in unknown.stderr  # not a real status
         refused = here.codexflow("review", waiting, "approve", "--stage", "planner")
         assert refused.returncode == 1 and "409" in refused.stderr
 

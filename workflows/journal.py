@@ -147,7 +147,9 @@ class Journal:
             usage=usage.model_dump(mode="json"),
             finished=True,
             event=EventKind.SESSION_FINISHED,
-            payload=SessionFinished(outcome=outcome, codex_tasks=codex_tasks),
+            payload=SessionFinished(
+                outcome=outcome, codex_tasks=codex_tasks, tokens_used=usage.total
+            ),
         )
 
     async def session_ended(self, status: SessionStatus, error: str | None) -> None:

@@ -119,7 +119,14 @@ class PipelineWorkflow:
 
     @workflow.run
     async def run(self, input: PipelineInput) -> PipelineResult:
-        workflow.upsert_search_attributes([search_attributes.PROJECT.value_set(input.project_id)])
+        workflow.upsert_search_attributes(
+            [search_attributes.PROJECT.value_set(input.project_id)]
+            + (
+                [search_attributes.PROJECT_NAME.value_set(input.project_name)]
+                if input.project_name
+                else []
+            )
+        )
         await self.journal.session_started(input)
         try:
             await self.prepare_worktree()

@@ -28,6 +28,7 @@ async def health(state: StateDep, db: DbDep, settings: SettingsDep) -> Health:
     return Health(
         status="ok" if ok else "degraded",
         healthy=ok,
+        task_queue=settings.task_queue,
         version=version("codexflow"),
         database=database,
         temporal=temporal,

@@ -33,6 +33,7 @@ async def test_the_run_as_operators_see_it(app_settings: Settings, serve: Serve)
         workflow_id = f"session-{sid}"
         await poll(api, f"/api/sessions/{sid}", _awaiting("planner"))
         await _listed(temporal, 'CodexflowWaiting = "gate"', workflow_id)
+        await _listed(temporal, 'CodexflowProjectName = "calc"', workflow_id)
 
         handle = temporal.get_workflow_handle(workflow_id)
         described = await handle.describe()

@@ -72,6 +72,7 @@ class PipelineInput(BaseModel):
     user_request: str = Field(min_length=1)
     options: PipelineOptions = Field(default_factory=PipelineOptions)
     session_url: str | None = None  # the session in the codexflow API, linked from the Web UI
+    project_name: str | None = None  # for the Web UI's filters (CodexflowProjectName)
 
 
 class StageRecord(BaseModel):
