@@ -706,25 +706,34 @@ def _judge_stream(run: Run, logged: list[int], follower: Follower, report: Chaos
 
 
 async def host_lost(root: Path, runs: int = 3) -> ChaosReport:
-    """Two worker machines; the first one (``worker``) is lost for good (kill -9 of its process
-    group) while a codex task runs on it. Its sessions move to the other one (``host-b``): each
-    carries on from its last checkpoint, the half-done codex attempt redone there."""
+    """Two worker machines; the first one a codex task runs on is lost for good (kill -9 of its
+    process group) in the middle of that task. Its sessions move to the other one: each carries
+    on from its last checkpoint, the half-done codex attempt redone there. (Which machine makes a
+    session's worktree is Temporal's choice: either may be the one lost.)"""
     report = ChaosReport("host lost", planned=1)
     began = time.monotonic()
     async with chaos_stack(root, "host", hosts=["host-b"]) as stack:
         options = {"codex_heartbeat_s": 2, "host_lost_after_s": 5}
         started = await asyncio.to_thread(stack.start_runs, runs, "host", **options)
         deadline = min(r.started for r in started) + RUN_DEADLINE_S
-        while not await stack.codex_running(on="worker"):
-            if await stack.all_ended(started) or time.time() > deadline:
-                report.notes.append("no codex task ran on the first host: nothing was lost")
-                break
-            await asyncio.sleep(0.05)
-        else:
+        victim = None
+        while victim is None:
+            for name in stack.workers:
+                if await stack.codex_running(on=name):
+                    victim = name
+                    break
+            else:
+                if await stack.all_ended(started) or time.time() > deadline:
+                    report.notes.append("no codex task ran: nothing was lost")
+                    break
+                await asyncio.sleep(0.05)
+        if victim is not None:
             lost = time.time()
-            stack.kill("worker")
+            stack.kill(victim)
             report.disruptions = 1
-            report.notes.append("host `worker` lost (kill -9 of its process group) mid codex task")
+            report.notes.append(
+                f"host `{victim}` lost (kill -9 of its process group) mid codex task"
+            )
         await stack.wait_until_ended(started)
         await judge(stack, started, report)
         if report.disruptions:
