@@ -81,6 +81,8 @@ def test_a_reviewer_runs_a_gated_session_from_the_console(tmp_path: Path) -> Non
         for role in ("planner", "builder", "qa_qc", "prod_ready"):
             assert role in page
         assert "The run in the Temporal UI" in page
+        # AGENTS.md rendered: its headings read as headings, not as markdown source.
+        assert "Functional requirements" in page and "## Functional requirements" not in page
         # Every request stayed on the machine: the page needs nothing from outside.
         requests = browser.execute_script(
             "return performance.getEntriesByType('resource').map(e => e.name)"

@@ -55,6 +55,33 @@ function show(...nodes) {
   view.replaceChildren(...nodes);
 }
 
+// A small markdown renderer (headings, lists, code blocks, inline code, paragraphs), built from
+// text nodes only: what a model wrote can never become markup.
+function markdown(text) {
+  const root = el("div", { class: "markdown" });
+  let list = null;
+  let code = null;
+  const inline = (line) => line.split(/(`[^`]+`)/).map((part) =>
+    part.startsWith("`") && part.endsWith("`") && part.length > 1 ? el("code", {}, part.slice(1, -1)) : part);
+  for (const line of text.split("\n")) {
+    if (line.startsWith("```")) {
+      if (code) { root.append(code); code = null; } else { code = el("pre"); list = null; }
+      continue;
+    }
+    if (code) { code.append(line + "\n"); continue; }
+    const heading = line.match(/^(#{1,6})\s+(.*)$/);
+    const item = line.match(/^\s*(?:[-*]|\d+\.)\s+(.*)$/);
+    if (heading) { list = null; root.append(el(`h${Math.min(6, heading[1].length + 3)}`, {}, inline(heading[2]))); }
+    else if (item) {
+      if (!list) { list = el(/^\s*\d/.test(line) ? "ol" : "ul"); root.append(list); }
+      list.append(el("li", {}, inline(item[1])));
+    } else if (line.trim()) { list = null; root.append(el("p", {}, inline(line))); }
+    else list = null;
+  }
+  if (code) root.append(code);
+  return root;
+}
+
 function problem(err) { return el("p", { role: "alert", class: "error" }, err.message || String(err)); }
 
 // --- sign-in ----------------------------------------------------------------------------------
@@ -238,7 +265,7 @@ async function sessionView(id) {
       return el("div", { class: "stage" }, el("h4", {}, role),
         c ? el("p", {}, `#${c.iteration} ${c.status}`, c.report?.verdict ? ` — ${c.report.verdict}` : "") : el("p", { class: "muted" }, "not yet"),
         c?.report?.summary ? el("p", {}, c.report.summary) : "");
-    })), session.agents_md_content ? el("details", {}, el("summary", {}, "AGENTS.md"), el("pre", {}, session.agents_md_content)) : "");
+    })), session.agents_md_content ? el("details", { open: true }, el("summary", {}, "AGENTS.md"), markdown(session.agents_md_content)) : "");
     if (session.status === "completed" && session.branch) {
       review.replaceChildren(el("h3", {}, "Delivered"),
         el("p", {}, `Branch ${session.branch}`, session.delivery ? ` (pushed as ${session.delivery.remote_branch || session.branch})` : ""),
