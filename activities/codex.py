@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TypeVar
 
@@ -50,7 +50,7 @@ from core.children import die_with_parent
 from core.codex_cli import PROVIDER_KEY_ENV, codex_env, find_codex_binary
 from core.confined import ConfinedDir, PathNotAllowed
 from core.repos import ProjectRepos
-from core.vocabulary import CodexEventPayload, CodexTaskState, EventKind
+from core.vocabulary import CodexEventPayload, CodexStderr, CodexTaskState, EventKind
 from observability import metrics
 from store.batcher import EventBatcher
 from workflows.types.codex import CodexResult, CodexTaskInput, TokenUsage
@@ -62,6 +62,7 @@ T = TypeVar("T")
 _LAST_MESSAGE = "last-message.txt"
 _MAX_LINE = 64 * 1024 * 1024  # command output arrives inside one JSON line; allow it to be large
 _STDERR_TAIL = 4000
+_MAX_STDERR_EVENTS = 2000  # stderr lines logged per attempt; the tail keeps the last
 
 
 def codex_command(
@@ -179,7 +180,7 @@ class CodexRunner:
                     async with asyncio.timeout(timeout):
                         await asyncio.gather(
                             self._read_events(proc, batch, input, progress),
-                            _read_lines(proc.stderr, stderr_tail.append),
+                            self._read_stderr(proc, batch, input, progress, stderr_tail),
                             _heartbeat_while(proc, progress),
                         )
                         await proc.wait()
@@ -280,6 +281,32 @@ class CodexRunner:
                 )
             )
 
+    async def _read_stderr(
+        self,
+        proc: asyncio.subprocess.Process,
+        batch: EventBatcher,
+        input: CodexTaskInput,
+        progress: _Progress,
+        tail: deque[str],
+    ) -> None:
+        """Each stderr line goes to the tail (for the error) and, up to a bound, to the event log
+        (terminals show it as codex's stderr)."""
+        assert proc.stderr is not None
+        logged = 0
+        while line := await proc.stderr.readline():
+            text = line.decode("utf-8", errors="replace")
+            tail.append(text)
+            if logged < _MAX_STDERR_EVENTS:
+                logged += 1
+                await batch.add(
+                    self.recorder.codex_event(
+                        input,
+                        progress.attempt,
+                        EventKind.CODEX_STDERR,
+                        CodexStderr(line=text.rstrip("\r\n")),
+                    )
+                )
+
 
 class _Progress:
     """What the runner has learned so far; heartbeated so a retry knows where it started."""
@@ -340,12 +367,6 @@ def _ended(
     activity.logger.info(
         "codex task %s %s (exit %s) in %.1fs", input.task_id, outcome, exit_code, seconds
     )
-
-
-async def _read_lines(stream: asyncio.StreamReader | None, emit: Callable[[str], object]) -> None:
-    assert stream is not None
-    while line := await stream.readline():
-        emit(line.decode("utf-8", errors="replace"))
 
 
 async def _beating(work: Awaitable[T], progress: _Progress) -> T:

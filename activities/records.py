@@ -37,6 +37,7 @@ from store.models import CodexTask, Conversation, Message, Project, RunSession, 
 from workflows.types.codex import CodexResult, CodexTaskInput
 from workflows.types.records import (
     ConversationRecord,
+    EventRecord,
     ProjectImported,
     SessionPatch,
     SessionStart,
@@ -200,10 +201,8 @@ class Recorder:
                 )
                 row = await db.get(Conversation, record.id)
                 assert row is not None
-            if record.status is StageStatus.RUNNING or row.status == record.status:
-                return None
-            row.status, row.ended_at, row.report = record.status, utcnow(), record.report
-            duration = (row.ended_at - row.started_at).total_seconds()
+            # Messages as they come (the input at the start, the rest at the end): a retry or
+            # a later call adds only the ones not yet written.
             known = set(
                 (
                     await db.scalars(select(Message.seq).where(Message.conversation_id == row.id))
@@ -215,6 +214,10 @@ class Recorder:
                                    role=message.role, content=message.content,
                                    message_metadata=message.metadata))  # fmt: skip
             await db.flush()
+            if record.status is StageStatus.RUNNING or row.status == record.status:
+                return None
+            row.status, row.ended_at, row.report = record.status, utcnow(), record.report
+            duration = (row.ended_at - row.started_at).total_seconds()
             payload = started.model_dump(mode="json") | record.event_payload
             if record.status is StageStatus.COMPLETED and payload.get("commit"):
                 await db.execute(
@@ -330,6 +333,12 @@ class RecordActivities:
                 status,
                 f": {patch.outcome}" if patch.outcome else "",
             )
+
+    @activity.defn(name="record_event")
+    async def event(self, event: EventRecord) -> None:
+        """An event that changes nothing in the session's row (at least once: a retry after a
+        commit whose answer was lost writes it again)."""
+        await self.recorder.events.append([NewEvent(event.session_id, event.kind, event.payload)])
 
     @activity.defn(name="record_project_import")
     async def project_import(self, imported: ProjectImported) -> None:

@@ -12,7 +12,9 @@ compare-and-swap ``update-ref``); what changed is a comparison of two trees.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from config import Settings
-from core.git import Repo, UntrustedConfig
+from core.confined import ConfinedDir, PathNotAllowed
+from core.git import GitError, Repo, UntrustedConfig
 from core.repos import ProjectRepos
 from core.workspaces import repo_of
 from workflows.types.workspace import Checkpoint, CheckpointInput
@@ -55,7 +58,16 @@ class Workspace:
 async def commit_all(repo: Repo, message: str, *paths: str) -> tuple[str, str]:
     """Commit everything in the worktree (or only ``paths``) onto HEAD if anything changed:
     (HEAD before, HEAD after), the same commit twice when nothing changed."""
-    await repo.run("add", "-A", "--", *paths) if paths else await repo.run("add", "-A")
+    try:
+        await repo.run("add", "-A", "--", *paths) if paths else await repo.run("add", "-A")
+    except GitError as err:
+        # A tracked file replaced by what git cannot hold (a FIFO, a socket: codex can make
+        # them) fails every `add`: such paths are committed as deleted instead.
+        if _NOT_A_FILE not in str(err) or repo.work_tree is None:
+            raise
+        odd = await asyncio.to_thread(_special_files, repo.work_tree, await _tracked(repo))
+        await repo.run("update-index", "--force-remove", "--", *odd)
+        await repo.run("add", "-A", "--", *paths) if paths else await repo.run("add", "-A")
     head, head_tree = (await repo.run("rev-parse", "HEAD", "HEAD^{tree}")).split()
     tree = (await repo.run("write-tree")).strip()
     if tree == head_tree:
@@ -63,6 +75,30 @@ async def commit_all(repo: Repo, message: str, *paths: str) -> tuple[str, str]:
     commit = (await repo.run("commit-tree", tree, "-p", head, "-m", message)).strip()
     await repo.run("update-ref", "-m", message, "HEAD", commit, head)
     return head, commit
+
+
+_NOT_A_FILE = "can only add regular files, symbolic links or git-directories"
+
+
+async def _tracked(repo: Repo) -> list[str]:
+    return [name for name in (await repo.run("ls-files", "-z")).split("\0") if name]
+
+
+def _special_files(root: Path, names: list[str]) -> list[str]:
+    """Of ``names``, those that are neither a file, a link nor a directory (looked at without
+    following a link)."""
+    files = ConfinedDir(root)
+    odd = []
+    for name in names:
+        with contextlib.suppress(PathNotAllowed):
+            found = files.lstat(name)
+            if found is not None and not (
+                stat.S_ISREG(found.st_mode)
+                or stat.S_ISLNK(found.st_mode)
+                or stat.S_ISDIR(found.st_mode)
+            ):
+                odd.append(name)
+    return odd
 
 
 async def checkpoint(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -23,6 +24,7 @@ from store.temporal import connect
 __all__ = [
     "ApiState",
     "Cached",
+    "Memo",
     "StreamSlots",
     "TemporalConnector",
     "TemporalUnavailable",
@@ -30,6 +32,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+A = TypeVar("A")
 
 
 # How long a session's answer (row and live status) is shared by the clients polling it.
@@ -117,6 +122,23 @@ class Cached(Generic[T]):
             return self._value
 
 
+class Memo(Generic[K, V]):
+    """The last ``size`` values made by key, each made once."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._values: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K, make: Callable[[A], V], arg: A) -> V:
+        try:
+            return self._values[key]
+        except KeyError:
+            value = self._values[key] = make(arg)
+            if len(self._values) > self.size:
+                self._values.popitem(last=False)
+            return value
+
+
 @dataclass(frozen=True)
 class ApiState:
     settings: Settings
@@ -128,6 +150,7 @@ class ApiState:
     payloads: DatabasePayloads  # the payloads kept out of history, for the Temporal UI's codec
     codex_check: Cached[CodexCheck] = field(default_factory=lambda: Cached(60.0))
     answers: Coalesced[Any] = field(default_factory=lambda: Coalesced(LIVE_FRESH_S))
+    frames: Memo[int, str] = field(default_factory=lambda: Memo(4096))  # SSE frames by event id
 
 
 def api_state(connection: HTTPConnection) -> ApiState:

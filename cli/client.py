@@ -2,24 +2,36 @@
 
 ``ApiClient.follow()`` reads a session's Server-Sent Events and, when the connection drops (an API
 restart, a proxy timeout), reconnects with ``Last-Event-ID``, so a follower neither loses nor
-repeats an event.
+repeats an event. ``ApiClient.resolve()`` turns what a user typed for a session or project (its id,
+or a unique prefix of it, as git takes commits) into the id.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
 from config import Settings
 from core.vocabulary import END_KINDS
-from store.events import Event
 
-__all__ = ["ApiClient", "ApiError"]
+if TYPE_CHECKING:  # store.events (SQLAlchemy) only when following: `codexflow api` starts fast
+    from store.events import Event
+
+__all__ = ["MIN_PREFIX", "PAGE", "Ambiguous", "ApiClient", "ApiError", "Kind"]
+
+MIN_PREFIX = 4
+"""The fewest characters of an id that ``resolve`` takes as a prefix."""
+PAGE = 200
+"""The most the API lists in one answer (its ``limit``)."""
+
+Kind = Literal["session", "project"]
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class ApiError(RuntimeError):
@@ -28,6 +40,14 @@ class ApiError(RuntimeError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class Ambiguous(ApiError):
+    """What the user typed names more than one session or project: ``candidates`` are they."""
+
+    def __init__(self, message: str, candidates: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
 
 
 class ApiClient:
@@ -72,18 +92,61 @@ class ApiClient:
             else answer.text
         )
 
+    def listed(self, kind: Kind, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every session or project the list endpoint answers for ``params``, page after page."""
+        skip = 0
+        while True:
+            page = self.request(
+                "GET", f"/api/{kind}s/", params=params | {"skip": skip, "limit": PAGE}
+            )
+            items = page[f"{kind}s"]
+            yield from items
+            skip += len(items)
+            if not items or skip >= page["total"]:
+                return
+
+    def resolve(self, kind: Kind, ref: str) -> str:
+        """The id of the session (or active project) that ``ref`` names: its whole id, or a prefix
+        of it of at least ``MIN_PREFIX`` characters that no other id starts with.
+
+        ``Ambiguous`` when the prefix fits several (or is too short to be taken as one), an
+        ``ApiError`` (404) when it fits none. A whole id is taken as it is: the request that uses
+        it says whether it exists.
+        """
+        wanted = ref.strip().lower()
+        if _UUID.fullmatch(wanted):
+            return wanted
+        if len(wanted) < MIN_PREFIX:
+            raise Ambiguous(
+                f"{ref!r} is too short for a {kind} id: give at least {MIN_PREFIX} characters", []
+            )
+        found = {item["id"]: item for item in self.listed(kind) if item["id"].startswith(wanted)}
+        if not found:
+            raise ApiError(f"no such {kind}: no {kind} id starts with {ref!r}", 404)
+        if len(found) > 1:
+            raise Ambiguous(
+                f"{kind} id prefix {ref!r} is ambiguous: {len(found)} {kind}s start with it",
+                sorted(found.values(), key=lambda item: str(item["id"])),
+            )
+        return next(iter(found))
+
     def project_named(
         self, name: str, create: bool = True, repository: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """The active project called ``name``; created when there is none and ``create`` is set
-        (empty, or importing ``repository``)."""
-        found = self.request("GET", "/api/projects/", params={"name": name, "limit": 1})
-        if found["projects"]:
-            return found["projects"][0]
+        (empty, or importing ``repository``). ``Ambiguous`` when several have that name."""
+        named = list(self.listed("project", name=name))
+        if len(named) > 1:
+            raise Ambiguous(f"{len(named)} projects are named {name!r}", named)
+        if named:
+            return named[0]
         if not create:
             raise ApiError(f"no project named {name!r}", 404)
         body: dict[str, Any] = {"name": name} | ({"repository": repository} if repository else {})
         return self.request("POST", "/api/projects/", json=body)
+
+    def project(self, project_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/api/projects/{project_id}")
 
     def wait_until_imported(
         self,
@@ -187,6 +250,8 @@ class ApiClient:
 
 def _parse_sse(session_id: str, lines: Iterator[str]) -> Iterator[Event]:
     """The events of ``event_json`` form in an SSE stream (``data:`` lines, a blank line after)."""
+    from store.events import Event
+
     data: list[str] = []
     for line in lines:
         if line.startswith("data:"):

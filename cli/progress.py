@@ -18,6 +18,7 @@ from core.vocabulary import (
     CodexTaskState,
     EventKind,
     ReviewAwaited,
+    ReviewIgnored,
     ReviewReceived,
     SessionEnded,
     SessionFinished,
@@ -63,6 +64,8 @@ class RunView:
                 return [f"⏸ token budget reached ({p.tokens_used} tokens): review 'budget'"]
             case ReviewAwaited() as p:
                 return [f"⏸ waiting for a review of {p.stage}"]
+            case ReviewIgnored() as p:
+                return [f"⚠ {p.decision} signal for {p.stage or '?'} ignored: {p.reason}"]
             case ReviewReceived() as p:
                 feedback = f": {p.feedback}" if p.feedback else ""
                 return [f"✔ review of {p.stage}: {p.decision}{feedback}"]

@@ -15,6 +15,8 @@ from cli.client import ApiClient
 from cli.stack import StackError, dev_server_command
 from config import STATE_DIR, Settings, get_settings
 
+SHUTDOWN_GRACE_S = 2  # seconds open streams get when the API stops
+
 
 @app.command()
 def server(
@@ -78,8 +80,15 @@ def api(
         raise typer.BadParameter(f"{err} (or pass --upgrade-db)") from None
     typer.echo(f"codexflow API on http://{host}:{port} (docs: http://{host}:{port}/docs)")
     configure_logging(settings)
-    # log_config=None: uvicorn's own loggers go through ours (text or JSON).
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    # log_config=None: uvicorn's own loggers go through ours (text or JSON). On shutdown, open
+    # streams (SSE, WebSockets) get a moment, then are closed: their clients reconnect.
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
 
 
 @app.command()
@@ -107,7 +116,7 @@ def up(
             typer.echo(f"  logs         {stack.logs}/")
             typer.echo('Try: codexflow run "Build a calculator module with tests" --project calc')
             typer.echo("Ctrl-C stops everything.")
-            for warning in _readiness(s):
+            for warning in readiness(s):
                 typer.secho(f"warning: {warning}", fg="yellow", err=True)
             stack.wait()
             typer.echo("stopping…")
@@ -119,7 +128,7 @@ def up(
     typer.echo("stopped")
 
 
-def _readiness(settings: Settings) -> list[str]:
+def readiness(settings: Settings) -> list[str]:
     """What would make every run fail in live mode: no model for the agents, codex not logged in."""
     warnings = []
     if not settings.openai_api_key and not settings.openai_base_url:
@@ -129,6 +138,6 @@ def _readiness(settings: Settings) -> list[str]:
         )
     with ApiClient(settings) as api:
         codex = api.request("GET", "/api/health")["codex"]
-    if not codex["ok"]:
+    if not codex["ok"]:  # its detail says what to do (for a login, the exact command)
         warnings.append(f"codex is not ready: {codex.get('detail')}")
     return warnings

@@ -26,7 +26,6 @@ import httpx
 
 from config import STATE_DIR, Settings, settings_env
 from core.children import die_with_parent
-from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 __all__ = [
     "OFFLINE_NOTICE",
@@ -100,20 +99,25 @@ def dev_server_command(
         # The UI reads the payloads kept out of history through the API's codec endpoint.
         cmd += ["--ui-port", str(ui_port)]
         cmd += ["--ui-codec-endpoint", codec_endpoint(settings, settings.api_url)]
+    from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
+
     for key in SEARCH_ATTRIBUTES:
         cmd += ["--search-attribute", f"{key.name}=Keyword"]
     return cmd
 
 
 @contextlib.contextmanager
-def dev_server(settings: Settings, db_file: Path) -> Iterator[subprocess.Popen | None]:
-    """Start a dev server unless one already answers at the configured address."""
+def dev_server(settings: Settings, db_file: Path, log: Path) -> Iterator[subprocess.Popen | None]:
+    """Start a dev server logging to ``log``, unless one already answers at the configured
+    address."""
     if reachable(settings.temporal_address):
         yield None
         return
     db_file.parent.mkdir(parents=True, exist_ok=True)
-    with _child(dev_server_command(settings, db_file), None, db_file.with_suffix(".log")) as proc:
-        _wait_until(lambda: reachable(settings.temporal_address), proc, "Temporal dev server")
+    with _child(dev_server_command(settings, db_file), None, log) as proc:
+        _wait_until(
+            lambda: reachable(settings.temporal_address), proc, f"Temporal dev server (see {log})"
+        )
         yield proc
 
 
@@ -210,11 +214,13 @@ class Stack:
                 "(stop that one first, or set CODEXFLOW_API_URL to another port)"
             )
 
+        # Its log lies with the worker's and the API's; its database stays where it always was.
+        log = self.logs / "temporal.log"
         temporal = self._exit.enter_context(
-            dev_server(self.settings, self.state_dir / "temporal.db")
+            dev_server(self.settings, self.state_dir / "temporal.db", log)
         )
         if temporal is not None:
-            self.children["temporal"] = (temporal, self.state_dir / "temporal.log")
+            self.children["temporal"] = (temporal, log)
         if self.offline:
             self.settings = self._offline_settings()
         asyncio.run(check_schema(self.settings, upgrade=True))

@@ -8,15 +8,17 @@ import os
 import sys
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import httpx
 import typer
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from cli.app import app
 from config import Sandbox, Settings, get_settings
 from core.vocabulary import temporal_ui_url
+
+if TYPE_CHECKING:  # the Temporal client is imported when a task runs: `codexflow api` starts fast
+    from temporalio.client import Client, WorkflowHandle
 
 
 def ui_link(settings: Settings, workflow_id: str) -> str:
@@ -73,6 +75,8 @@ def _served_queue(settings: Settings) -> str:
 
 async def follow_codex_task(client: Client, handle: WorkflowHandle, settings: Settings) -> int:
     """Show progress until the task ends; print its result. Returns a process exit code."""
+    from temporalio.client import WorkflowFailureError
+
     from workflows.codex_task import CodexTaskWorkflow
 
     result_task = asyncio.ensure_future(handle.result())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from pathlib import Path
 
@@ -36,6 +37,16 @@ def find_codex_binary(settings: Settings) -> Path:
         f"codex binary not found: {hint}, or set CODEXFLOW_CODEX_BIN to the codex executable",
         type="CodexNotInstalled",
         non_retryable=True,
+    )
+
+
+def login_hint(settings: Settings, binary: Path) -> str:
+    """What to do when codex is not logged in: the exact command, in the home codexflow's codex
+    uses (the absolute path of ``CODEXFLOW_CODEX_HOME``), or the key setting."""
+    home = shlex.quote(str(settings.codex_home.expanduser().resolve()))
+    return (
+        f"log in with `CODEX_HOME={home} {shlex.quote(str(binary))} login` "
+        "(or set CODEXFLOW_CODEX_API_KEY)"
     )
 
 

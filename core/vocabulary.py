@@ -20,6 +20,7 @@ __all__ = [
     "ChatState",
     "CodexEventPayload",
     "CodexFinished",
+    "CodexStderr",
     "CodexStarted",
     "CodexTaskState",
     "Decision",
@@ -28,6 +29,7 @@ __all__ = [
     "ProjectStatus",
     "ReviewAwaited",
     "ReviewReason",
+    "ReviewIgnored",
     "ReviewReceived",
     "Role",
     "SessionEnded",
@@ -148,8 +150,10 @@ class EventKind(StrEnum):
     REVIEW_AWAITED = "review.awaited"
     BUDGET_PAUSED = "budget.paused"
     REVIEW_RECEIVED = "review.received"
+    REVIEW_IGNORED = "review.ignored"  # a review signal the run could not take, and why
     CODEX_STARTED = "codex.started"
     CODEX_EVENT = "codex.event"  # one line of codex's JSONL output, as codex printed it
+    CODEX_STDERR = "codex.stderr"  # one line codex (or its sandbox) wrote to stderr
     CODEX_FINISHED = "codex.finished"  # one attempt ended (a retry may follow)
     SESSION_MOVED = "session.moved"  # its worktree's host was lost: another host carries on
     SESSION_FINISHED = "session.finished"
@@ -206,6 +210,15 @@ class ReviewReceived(_Payload):
     feedback: str = ""
 
 
+class ReviewIgnored(_Payload):
+    """A review sent as a signal (signals cannot be refused to their sender) that the run
+    dropped: not waiting, another stage, a malformed body."""
+
+    stage: str | None = None
+    decision: Decision
+    reason: str
+
+
 class CodexStarted(_Payload):
     pid: int | None = None
 
@@ -216,6 +229,10 @@ class CodexEventPayload(_Payload):
 
     model_config = ConfigDict(extra="allow")
     type: str = "unknown"
+
+
+class CodexStderr(_Payload):
+    line: str
 
 
 class CodexFinished(_Payload):
@@ -257,8 +274,10 @@ EVENT_PAYLOADS: dict[EventKind, type[BaseModel]] = {
     EventKind.REVIEW_AWAITED: ReviewAwaited,
     EventKind.BUDGET_PAUSED: ReviewAwaited,
     EventKind.REVIEW_RECEIVED: ReviewReceived,
+    EventKind.REVIEW_IGNORED: ReviewIgnored,
     EventKind.CODEX_STARTED: CodexStarted,
     EventKind.CODEX_EVENT: CodexEventPayload,
+    EventKind.CODEX_STDERR: CodexStderr,
     EventKind.CODEX_FINISHED: CodexFinished,
     EventKind.SESSION_MOVED: SessionMoved,
     EventKind.SESSION_FINISHED: SessionFinished,

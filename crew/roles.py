@@ -30,7 +30,9 @@ class RoleSpec:
 _TOOLS = """TOOLS:
 - run_codex(prompt): codex edits files and runs commands in the project workspace. One focused task
   per call; say exact file paths, expected behaviour, and how to verify. You get back codex's exit
-  status, the files it changed and the tail of its output.
+  status, the files it changed and the tail of its output. With wait_for_completion=false it
+  returns the task's id at once: check_codex_status(task_id) says whether it is queued, running or
+  ended, wait_for_codex(task_id) waits for its result. One codex task runs at a time.
 - read_file(path, start_line=1, max_lines=200): numbered lines of a file (paths relative to the
   workspace root); the answer gives the file's line count and how to read on.
 - search(pattern, path=""): where a regular expression occurs (`file:line: text`, at most 100).

@@ -6,6 +6,7 @@ Each call is answered from the request alone: the role and the stage iteration (
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,19 +29,23 @@ class Turn:
     iteration: int
     text: str
     step: int
+    outputs: tuple[str, ...] = ()  # the tool results seen, in order
 
 
 Script = Callable[[Turn], ModelResponse]
 
 
 def tool(name: str, **arguments: Any) -> ModelResponse:
+    body = json.dumps(arguments)
+    # Ids unique per call: one agent may call a tool many times in a stage.
+    digest = hashlib.sha256(f"{name}{body}".encode()).hexdigest()[:12]
     return ResponseBuilders.model_response(
         ResponseFunctionToolCall(
-            arguments=json.dumps(arguments),
-            call_id=f"call_{name}",
+            arguments=body,
+            call_id=f"call_{name}_{digest}",
             name=name,
             type="function_call",
-            id=f"fc_{name}",
+            id=f"fc_{name}_{digest}",
             status="completed",
         )  # fmt: skip
     )
@@ -78,10 +83,12 @@ def _turn(instructions: str, input: str | list) -> Turn:
     text = "\n".join(_text(item) for item in items if _is_user(item))
     stage = stage_in(text)
     iteration = stage[1] if stage else 1
-    step = sum(
-        1 for item in items if isinstance(item, dict) and item.get("type") == "function_call_output"
+    outputs = tuple(
+        str(item.get("output"))
+        for item in items
+        if isinstance(item, dict) and item.get("type") == "function_call_output"
     )
-    return Turn(role=role, iteration=iteration, text=text, step=step)
+    return Turn(role=role, iteration=iteration, text=text, step=len(outputs), outputs=outputs)
 
 
 def _is_user(item: Any) -> bool:

@@ -332,6 +332,12 @@ def _codex_prompt(items: list[dict[str, Any]]) -> tuple[str, list[str]]:
     return prompt, outputs
 
 
+def _started_task(output: str) -> str:
+    """The task id in run_codex's answer when it did not wait."""
+    found = re.search(r"codex task (\S+) started", output)
+    return found.group(1) if found else UNKNOWN
+
+
 def _output_text(item: dict[str, Any]) -> str:
     output = item.get("output")
     return output if isinstance(output, str) else _text(output)
@@ -345,13 +351,21 @@ class PipelineBrain:
 
     ``fake_codex``: the agents' codex prompts carry ``@fake`` directives for devkit/fake_codex.py.
     ``qa_failures``: QA iterations 1..N report FAIL. ``needs_work``: ProdReady iterations 1..N
-    report NEEDS_WORK.
+    report NEEDS_WORK. ``background_codex``: the Builder starts its codex tasks without waiting
+    (``wait_for_completion=false``), checks the first and waits for the last (the seed's tools).
     """
 
-    def __init__(self, fake_codex: bool = False, qa_failures: int = 0, needs_work: int = 0) -> None:
+    def __init__(
+        self,
+        fake_codex: bool = False,
+        qa_failures: int = 0,
+        needs_work: int = 0,
+        background_codex: bool = False,
+    ) -> None:
         self.fake_codex = fake_codex
         self.qa_failures = qa_failures
         self.needs_work = needs_work
+        self.background_codex = background_codex
 
     def reply(self, request: dict[str, Any]) -> Turn:
         speaker = speaker_of(request)
@@ -368,10 +382,12 @@ class PipelineBrain:
 
     # -- the agents --
 
-    def _run_codex(self, prompt: str, directives: str | None = None) -> ToolCall:
+    def _run_codex(self, prompt: str, directives: str | None = None, wait: bool = True) -> ToolCall:
         if self.fake_codex:
             prompt = f"{prompt}\n\n{directives or _FAKE_DIRECTIVES[prompt]}"
-        return ToolCall("run_codex", {"prompt": prompt})
+        return ToolCall(
+            "run_codex", {"prompt": prompt, **({} if wait else {"wait_for_completion": False})}
+        )
 
     def _planner(self, user: str, outputs: list[str], iteration: int) -> Turn:
         if not outputs:
@@ -399,7 +415,12 @@ class PipelineBrain:
             )
         prompts = [PROMPT_CALC, PROMPT_TESTS]
         if len(outputs) < len(prompts):
-            return self._run_codex(prompts[len(outputs)])
+            return self._run_codex(prompts[len(outputs)], wait=not self.background_codex)
+        if self.background_codex and len(outputs) < len(prompts) + 2:
+            first, last = (_started_task(output) for output in outputs[:2])
+            if len(outputs) == len(prompts):
+                return ToolCall("check_codex_status", {"task_id": first})
+            return ToolCall("wait_for_codex", {"task_id": last})
         return _report(
             summary="Implemented calc.py and its unittest suite test_calc.py through codex.",
             steps_completed=STEPS,

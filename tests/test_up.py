@@ -3,10 +3,14 @@ real subprocesses (dev server, worker, API), the scripted model server and the r
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,29 @@ from tests.helpers.git_server import bare_repository, run_git
 from tests.helpers.up import local
 
 REQUEST = "Build a small calculator module with unit tests."
+
+
+class EventStream:
+    """A client following a session's events (SSE), read in a thread until the server closes."""
+
+    def __init__(self, api_url: str, session_id: str) -> None:
+        self.events: list[str] = []
+        self._closed = threading.Event()
+        self._at = 0.0
+        response = urllib.request.urlopen(f"{api_url}/api/sessions/{session_id}/events", timeout=60)
+        threading.Thread(target=self._read, args=(response,), daemon=True).start()
+
+    def _read(self, response) -> None:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            for line in response:
+                if line.startswith(b"event:"):
+                    self.events.append(line.decode().split(":", 1)[1].strip())
+        self._at = time.monotonic()
+        self._closed.set()
+
+    def closed_at(self) -> float:
+        assert self._closed.wait(60), "the stream never closed"
+        return self._at
 
 
 def session_id_of(started: subprocess.CompletedProcess) -> str:
@@ -48,9 +75,19 @@ def test_up_runs_reviews_and_resumes_after_a_restart(tmp_path: Path) -> None:
         waiting = session_id_of(started)
         session = here.wait_for(waiting, "waiting_for_review")
         assert session["live"]["awaiting"]["stage"] == "planner"
+        follower = EventStream(here.env["CODEXFLOW_API_URL"], waiting)
+        stopping = time.monotonic()
     # Ctrl-C stopped everything: nothing answers any more, and the run is kept in Temporal's file.
     assert up.returncode == 0 and "stopped" in (tmp_path / "up.out").read_text()
+    # A client following the run was let go at once, not held until the API was killed (20 s).
+    closed_after = follower.closed_at() - stopping
+    print(f"the event stream closed {closed_after:.1f} s after Ctrl-C")
+    assert closed_after < 10 and follower.events, follower.events
     assert not reachable(api) and not reachable(temporal)
+    # Every log lies in one place, the dev server's too.
+    state = tmp_path / ".codexflow"
+    assert {p.name for p in (state / "logs").iterdir()} == {"temporal.log", "worker.log", "api.log"}
+    assert (state / "temporal.db").exists() and not (state / "temporal.log").exists()
 
     with here.up("--offline"):
         reviewed = here.codexflow("review", waiting, "approve")
@@ -157,4 +194,7 @@ def test_up_in_live_mode_says_what_is_missing(tmp_path: Path) -> None:
             time.sleep(0.2)
     assert "codexflow is up (live)" in out
     assert "warning: the agents have no model: set OPENAI_API_KEY" in out
-    assert "warning: codex is not ready: codex is not logged in" in out
+    # The login hint is the exact command: the codex home in use (its absolute path), the binary.
+    home = (tmp_path / ".codexflow" / "codex-home").resolve()
+    login = f"CODEX_HOME={home} {here.env['CODEXFLOW_CODEX_BIN']} login"
+    assert f"warning: codex is not ready: codex is not logged in; log in with `{login}`" in out

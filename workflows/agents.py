@@ -2,8 +2,8 @@
 
 Workspace tools are activities (``activity_as_tool``) bound to the session by the run context and
 run on the host holding its worktree (``workflows.worktree``).
-``run_codex`` is given by the caller: the pipeline runs it as a workflow-side tool so it can count
-codex tasks, tally their tokens against the budget and turn a failed codex run into text the
+The codex tools are given by the caller (``workflows.codex_tools``): workflow-side, so a stage can
+count codex tasks, tally their tokens against the budget and turn a failed codex run into text the
 model can act on.
 """
 
@@ -14,19 +14,18 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from agents import Agent, FunctionTool, RunContextWrapper, Tool, function_tool
+from agents import Agent, FunctionTool, RunContextWrapper, Tool
 from temporalio.common import RetryPolicy
 from temporalio.openai_agents.workflow import activity_as_tool
 
 from activities.tools import AgentTools
 from core.vocabulary import Role
 from crew.roles import ROLES
+from workflows.codex_tools import CodexTools
 from workflows.types.workspace import AgentContext
 from workflows.worktree import HostCall, SessionWorktree
 
-__all__ = ["CodexInvoker", "build_agent"]
-
-CodexInvoker = Callable[[RunContextWrapper[AgentContext], str], Awaitable[str]]
+__all__ = ["build_agent"]
 
 _CHAT_MODE = """
 
@@ -69,24 +68,10 @@ def _on_host(fn: Callable[..., Awaitable[str]], worktree: SessionWorktree) -> Fu
     return dataclasses.replace(template, on_invoke_tool=invoke)
 
 
-def _codex_tool(invoke: CodexInvoker) -> FunctionTool:
-    async def run_codex(ctx: RunContextWrapper[AgentContext], prompt: str) -> str:
-        """Have codex carry out one focused task in the project workspace: edit files, run commands.
-
-        Args:
-            prompt: complete instructions for codex: exact file paths, expected behaviour, and how
-                to verify the result.
-        """
-        return await invoke(ctx, prompt)
-
-    # Errors propagate: the pipeline decides what the model sees (and cancellation must pass).
-    return function_tool(run_codex, failure_error_function=None)
-
-
 def build_agent(
     role: Role,
     model: str,
-    run_codex: CodexInvoker,
+    codex: CodexTools,
     worktree: SessionWorktree,
     *,
     chat: bool = False,
@@ -100,6 +85,6 @@ def build_agent(
         instructions=instructions,
         handoff_description=spec.handoff_description,
         model=model,
-        tools=[_codex_tool(run_codex), *_workspace_tools(role, worktree)],
+        tools=[*codex.tools(), *_workspace_tools(role, worktree)],
         output_type=None if chat else spec.output_type,
     )

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes
     from workflows.agents import build_agent
     from workflows.codex_task import codex_for_agent
+    from workflows.codex_tools import CodexTools
     from workflows.types.chat import ChatInput, ChatMessage, ChatReply, ChatStatus
     from workflows.types.codex import CodexTaskRequest
     from workflows.types.repository import WorktreeInput
@@ -71,7 +72,7 @@ class AgentChatWorkflow:
         self.seen_activity = 0
         self.turn_task: asyncio.Task[ChatReply] | None = None
         self.codex_in_turn = 0
-        self.codex_running = 0
+        self.codex = CodexTools(self.new_codex_task, self.run_codex)
         # A worktree of its own, on branch codexflow/chat-<role>: a chat never sees a session's.
         self.worktree = SessionWorktree(
             WorktreeInput(project_id=input.project_id, name=f"chat-{input.role.value}"),
@@ -94,8 +95,9 @@ class AgentChatWorkflow:
                 if self.turn_task is not None:
                     self.turn_task.cancel()
                 # The agents SDK cancels tool tasks without awaiting them: let codex stop first.
+                self.codex.cancel()
                 await workflow.wait_condition(
-                    lambda: self.codex_running == 0 and workflow.all_handlers_finished()
+                    lambda: self.codex.running == 0 and workflow.all_handlers_finished()
                 )
             raise
         self.show_details()
@@ -190,7 +192,7 @@ class AgentChatWorkflow:
             iteration=turn,
         )
         self.codex_in_turn = 0
-        agent = build_agent(role, self.input.agent_model, self.run_codex, self.worktree, chat=True)
+        agent = build_agent(role, self.input.agent_model, self.codex, self.worktree, chat=True)
         items = [*self.history, {"role": "user", "content": message}]
         try:
             result = await Runner.run(
@@ -199,7 +201,9 @@ class AgentChatWorkflow:
                 context=ctx,
                 max_turns=self.input.max_agent_turns,
             )
+            await self.codex.settle()  # tasks the agent started and never waited for
         except BaseException as err:
+            self.codex.cancel()  # what the turn started goes with it
             if is_cancelled_exception(err):
                 raise
             raise ApplicationError(
@@ -211,26 +215,25 @@ class AgentChatWorkflow:
         self.history = trim_history(history)
         return ChatReply(role=role, response=str(result.final_output or ""), turn=turn)
 
-    async def run_codex(self, ctx: RunContextWrapper[AgentContext], prompt: str) -> str:
-        """The agent's run_codex tool: one codex task, its failure shown to the model as text."""
+    def new_codex_task(self, session: AgentContext) -> str:
         self.codex_in_turn += 1
-        session = ctx.context
-        task_id = f"{session.session_id}-{session.iteration}-{self.codex_in_turn}"
-        self.codex_running += 1
-        try:
-            text, _ = await self.worktree.on_host(
-                lambda host: codex_for_agent(
-                    CodexTaskRequest(
-                        workspace=host.path,
-                        prompt=prompt,
-                        heartbeat_timeout_s=self.input.codex_heartbeat_s,
-                    ),
-                    task_id,
-                    **host.options,
-                )
+        return f"{session.session_id}-{session.iteration}-{self.codex_in_turn}"
+
+    async def run_codex(
+        self, ctx: RunContextWrapper[AgentContext], task_id: str, prompt: str
+    ) -> str:
+        """One codex task of the agent's, its failure shown to the model as text."""
+        text, _ = await self.worktree.on_host(
+            lambda host: codex_for_agent(
+                CodexTaskRequest(
+                    workspace=host.path,
+                    prompt=prompt,
+                    heartbeat_timeout_s=self.input.codex_heartbeat_s,
+                ),
+                task_id,
+                **host.options,
             )
-        finally:
-            self.codex_running -= 1
+        )
         return text
 
     @workflow.signal

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         EventKind,
         Outcome,
         ReviewAwaited,
+        ReviewIgnored,
         ReviewReason,
         ReviewReceived,
         Role,
@@ -34,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types.pipeline import PipelineInput, PipelineUsage, StageRecord
     from workflows.types.records import (
         ConversationRecord,
+        EventRecord,
         MessageRecord,
         SessionPatch,
         SessionStart,
@@ -77,9 +79,12 @@ class Journal:
             moved, worktree=worktree.path, host=worktree.host, event=EventKind.SESSION_MOVED
         )
 
-    async def stage_started(self, role: Role, iteration: int) -> None:
+    async def stage_started(
+        self, role: Role, iteration: int, messages: Sequence[MessageRecord]
+    ) -> None:
+        """The stage iteration opens with ``messages`` (its input) recorded."""
         await self._patch(status=SessionStatus.RUNNING, current_agent=role)
-        await self._stage(role, iteration, StageStatus.RUNNING)
+        await self._stage(role, iteration, StageStatus.RUNNING, messages=list(messages))
 
     async def stage_completed(
         self, record: StageRecord, report: dict[str, Any], messages: Sequence[MessageRecord]
@@ -104,11 +109,22 @@ class Journal:
         )
 
     async def stage_ended(
-        self, role: Role, iteration: int, status: StageStatus, error: str | None
+        self,
+        role: Role,
+        iteration: int,
+        status: StageStatus,
+        error: str | None,
+        messages: Sequence[MessageRecord],
     ) -> None:
-        """The stage iteration failed or was cancelled."""
+        """The stage iteration failed or was cancelled, with what it said until then."""
         payload = StageEnded(stage=role, iteration=iteration, error=error)
-        await self._stage(role, iteration, status, event_payload=payload.model_dump(mode="json"))
+        await self._stage(
+            role,
+            iteration,
+            status,
+            messages=list(messages),
+            event_payload=payload.model_dump(mode="json"),
+        )
 
     async def review_awaited(self, awaiting: AwaitingReview, tokens_used: int) -> None:
         kind = (
@@ -127,6 +143,16 @@ class Journal:
         )
         await self._patch(
             status=SessionStatus.RUNNING, event=EventKind.REVIEW_RECEIVED, payload=payload
+        )
+
+    async def review_ignored(self, ignored: ReviewIgnored) -> None:
+        await _record(
+            RecordActivities.event,
+            EventRecord(
+                session_id=self.session_id,
+                kind=EventKind.REVIEW_IGNORED,
+                payload=ignored.model_dump(mode="json"),
+            ),
         )
 
     async def session_finished(

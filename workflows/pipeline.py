@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         BUDGET,
         Decision,
         Outcome,
+        ReviewIgnored,
         ReviewReason,
         Role,
         SessionMoved,
@@ -51,7 +52,7 @@ with workflow.unsafe.imports_passed_through():
         StageRecord,
     )
     from workflows.types.repository import Delivery, PushInput, Worktree, WorktreeInput
-    from workflows.types.review import AwaitingReview, Review, ReviewSignal
+    from workflows.types.review import MAX_FEEDBACK_CHARS, AwaitingReview, Review, ReviewSignal
     from workflows.types.stage import (
         BUDGET_REACHED,
         STAGE_PROGRESS,
@@ -64,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
 
 __all__ = ["PipelineWorkflow"]
 
+_NO_AGENTS_MD = "AGENTS.md was not saved: write it and save it with save_agents_md."
 _ACTIVITY_TIMEOUT = timedelta(minutes=2)
 _ACTIVITY_RETRY = RetryPolicy(maximum_attempts=5)
 
@@ -130,7 +132,7 @@ class PipelineWorkflow:
         await self.journal.session_started(input)
         try:
             await self.prepare_worktree()
-            await self.run_stage(Role.PLANNER, PlanReport)
+            await self.plan()
             qa = await self.build_and_verify()
             if qa.verdict == "FAIL":
                 return await self.finish(Outcome.QA_FAILED)
@@ -157,6 +159,19 @@ class PipelineWorkflow:
                 self.state, None if cancelled else innermost_reason(err)
             )
             raise
+
+    async def plan(self) -> None:
+        """The Planner writes AGENTS.md; the Builder never starts without one."""
+        await self.run_stage(Role.PLANNER, PlanReport)
+        if await self.read_agents_md():
+            return
+        await self.run_stage(Role.PLANNER, PlanReport, fix=[_NO_AGENTS_MD])
+        if not await self.read_agents_md():
+            raise ApplicationError(
+                "the Planner saved no AGENTS.md, twice: the Builder has nothing to work from",
+                type="NoAgentsMd",
+                non_retryable=True,
+            )
 
     async def build_and_verify(self, fix: list[str] | None = None) -> QAReport:
         """Builder, then QA; a QA FAIL goes back to the Builder with its issues, a bounded number of times."""
@@ -374,28 +389,38 @@ class PipelineWorkflow:
         return None
 
     @workflow.signal
-    def approve(self, signal: ReviewSignal) -> None:
-        self.review_by_signal(signal, Decision.APPROVE)
+    async def approve(self, signal: ReviewSignal) -> None:
+        await self.review_by_signal(signal, Decision.APPROVE)
 
     @workflow.signal
-    def request_changes(self, signal: ReviewSignal) -> None:
-        self.review_by_signal(signal, Decision.REQUEST_CHANGES)
+    async def request_changes(self, signal: ReviewSignal) -> None:
+        await self.review_by_signal(signal, Decision.REQUEST_CHANGES)
 
     @workflow.signal
-    def reject(self, signal: ReviewSignal) -> None:
-        self.review_by_signal(signal, Decision.REJECT)
+    async def reject(self, signal: ReviewSignal) -> None:
+        await self.review_by_signal(signal, Decision.REJECT)
 
-    def review_by_signal(self, signal: object, decision: Decision) -> None:
-        # Signals cannot be refused to the sender: an unexpected one is logged and dropped.
-        # (One that failed validation, e.g. oversized feedback, arrives as a plain dict.)
-        if not isinstance(signal, ReviewSignal):
-            workflow.logger.warning("ignored %s signal: not a valid ReviewSignal", decision.value)
-            return
-        review = Review(stage=signal.stage, decision=decision, feedback=signal.feedback)
-        if problem := self.review_problem(review):
-            workflow.logger.warning("ignored %s signal: %s", decision.value, problem)
-            return
-        self.review_received = review
+    async def review_by_signal(self, signal: object, decision: Decision) -> None:
+        # Signals cannot be refused to their sender: one the run cannot take is dropped, and
+        # said so in the session's events. (One that failed validation, e.g. oversized
+        # feedback, arrives as a plain dict.)
+        if isinstance(signal, ReviewSignal):
+            review = Review(stage=signal.stage, decision=decision, feedback=signal.feedback)
+            if (problem := self.review_problem(review)) is None:
+                self.review_received = review
+                return
+            stage: object = signal.stage
+        else:
+            problem = (
+                f"not a review: a stage, and feedback of at most {MAX_FEEDBACK_CHARS} characters"
+            )
+            stage = signal.get("stage") if isinstance(signal, dict) else None
+        workflow.logger.warning("ignored %s signal: %s", decision.value, problem)
+        await self.journal.review_ignored(
+            ReviewIgnored(
+                stage=str(stage)[:32] if stage else None, decision=decision, reason=problem
+            )
+        )
 
     # --- what operators see --------------------------------------------------------------------
 
@@ -430,8 +455,8 @@ class PipelineWorkflow:
 
     # --- mechanics -----------------------------------------------------------------------------
 
-    async def finish(self, outcome: Outcome) -> PipelineResult:
-        agents_md = await self.worktree.on_host(
+    async def read_agents_md(self) -> str | None:
+        return await self.worktree.on_host(
             lambda host: workflow.execute_activity_method(
                 AgentTools.read_workspace_text,
                 ReadTextInput(workspace=host.path, path=AGENTS_MD),
@@ -440,6 +465,9 @@ class PipelineWorkflow:
                 **host.options,
             )
         )
+
+    async def finish(self, outcome: Outcome) -> PipelineResult:
+        agents_md = await self.read_agents_md()
         undelivered = None
         if outcome is Outcome.APPROVED and self.options.deliver == "push":
             undelivered = await self.deliver()
@@ -458,9 +486,11 @@ class PipelineWorkflow:
             usage=self.usage,
             codex_tasks=self.codex_tasks,
         )
+        if self.delivery is not None:  # delivered: its worktree goes, its branch stays
+            await self.worktree.remove()
+        # Recorded last: a client that sees the session finished sees all of it done.
         await self.journal.session_finished(
             outcome, result.summary, agents_md, self.usage, self.codex_tasks, undelivered
         )
-        if self.delivery is not None:  # delivered: its worktree goes, its branch stays
-            await self.worktree.remove()
+        await workflow.wait_condition(workflow.all_handlers_finished)  # e.g. a review.ignored
         return result

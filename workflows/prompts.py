@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from agents import RunHooks
+
 from core.vocabulary import Role
 from crew.markers import (
     ISSUES_TO_FIX,
@@ -19,7 +21,7 @@ from workflows.types.codex import CodexResult
 from workflows.types.pipeline import StageRecord
 from workflows.types.records import MessageRecord
 
-__all__ = ["codex_result_for_model", "stage_input", "transcript"]
+__all__ = ["Transcript", "codex_result_for_model", "stage_input"]
 
 _REPORT_CHARS = 1500  # per earlier stage, so inputs stay small however long the run
 
@@ -90,25 +92,33 @@ def codex_result_for_model(result: CodexResult, limit: int = 4000) -> str:
 _MESSAGE_CHARS = 20_000
 
 
-def transcript(stage_prompt: str, new_items: Sequence[Any], report: Any) -> list[MessageRecord]:
-    """A stage's conversation for the records: its input, each tool call and result, its report."""
-    messages = [MessageRecord(role="user", content=_clip(stage_prompt))]
-    for item in new_items:
-        raw = getattr(item, "raw_item", None)
-        if item.type == "tool_call_item":
-            name, arguments = getattr(raw, "name", "tool"), getattr(raw, "arguments", "")
-            messages.append(
-                MessageRecord(
-                    role="assistant",
-                    content=_clip(f"{name}({arguments})"),
-                    metadata={"tool_call": name},
-                )  # fmt: skip
+class Transcript(RunHooks[Any]):
+    """A stage's conversation for the records, kept as it goes (agents SDK run hooks), so a
+    stage that fails still leaves what it did: its input, each tool call and result, its report."""
+
+    def __init__(self, stage_prompt: str) -> None:
+        self.messages = [MessageRecord(role="user", content=_clip(stage_prompt))]
+
+    async def on_tool_start(self, context: Any, agent: Any, tool: Any) -> None:
+        name = getattr(context, "tool_name", tool.name)
+        arguments = getattr(context, "tool_arguments", "")
+        self.messages.append(
+            MessageRecord(
+                role="assistant",
+                content=_clip(f"{name}({arguments})"),
+                metadata={"tool_call": name},
             )
-        elif item.type == "tool_call_output_item":
-            messages.append(MessageRecord(role="tool", content=_clip(str(item.output))))
-    body = report.model_dump_json(indent=2) if hasattr(report, "model_dump_json") else str(report)
-    messages.append(MessageRecord(role="assistant", content=_clip(body), metadata={"final": True}))
-    return messages
+        )
+
+    async def on_tool_end(self, context: Any, agent: Any, tool: Any, result: object) -> None:
+        self.messages.append(MessageRecord(role="tool", content=_clip(str(result))))
+
+    def ended_with(self, report: Any) -> list[MessageRecord]:
+        body = (
+            report.model_dump_json(indent=2) if hasattr(report, "model_dump_json") else str(report)
+        )
+        final = MessageRecord(role="assistant", content=_clip(body), metadata={"final": True})
+        return [*self.messages, final]
 
 
 def _clip(text: str) -> str:

@@ -25,8 +25,9 @@ with workflow.unsafe.imports_passed_through():
     from core.vocabulary import SessionMoved, StageStatus
     from workflows.agents import build_agent
     from workflows.codex_task import codex_for_agent
+    from workflows.codex_tools import CodexTools
     from workflows.journal import Journal
-    from workflows.prompts import transcript
+    from workflows.prompts import Transcript
     from workflows.types.codex import CodexTaskRequest, TokenUsage
     from workflows.types.pipeline import StageRecord
     from workflows.types.repository import Worktree, WorktreeInput
@@ -69,7 +70,7 @@ class StageWorkflow:
         )
         self.progress = StageProgress()
         self.told: datetime | None = None  # when the session was last told the progress
-        self.codex_running = 0
+        self.codex = CodexTools(self.new_codex_task, self.run_codex)
         self.budget_left = input.budget_left
         self.answer: BudgetAnswer | None = None
         self.rejected: str | None = None
@@ -84,19 +85,26 @@ class StageWorkflow:
             role=role,
             iteration=iteration,
         )
-        agent = build_agent(role, self.options.agent_model, self.run_codex, self.worktree)
-        await self.journal.stage_started(role, iteration)
+        agent = build_agent(role, self.options.agent_model, self.codex, self.worktree)
+        said = Transcript(input.prompt)
+        await self.journal.stage_started(role, iteration, said.messages[:1])
         try:
             result = await Runner.run(
-                agent, input.prompt, context=ctx, max_turns=self.options.max_agent_turns
+                agent,
+                input.prompt,
+                context=ctx,
+                max_turns=self.options.max_agent_turns,
+                hooks=said,
             )
+            await self.codex.settle()  # tasks the agent started and never waited for
         except BaseException as err:
             cancelled = is_cancelled_exception(err)
             status = StageStatus.CANCELLED if cancelled else StageStatus.FAILED
             # The agents SDK cancels tool tasks without awaiting them: let codex stop first.
-            await workflow.wait_condition(lambda: self.codex_running == 0)
+            self.codex.cancel()
+            await workflow.wait_condition(lambda: self.codex.running == 0)
             await self.journal.stage_ended(
-                role, iteration, status, None if cancelled else innermost_reason(err)
+                role, iteration, status, None if cancelled else innermost_reason(err), said.messages
             )
             if cancelled:
                 raise
@@ -122,39 +130,39 @@ class StageWorkflow:
         await self.journal.stage_completed(
             record,
             result.final_output.model_dump(mode="json"),
-            transcript(input.prompt, result.new_items, result.final_output),
+            said.ended_with(result.final_output),
         )
         return StageOutcome(record=record, progress=self.progress, worktree=self.worktree.worktree)
 
-    # --- the agent's codex tool ----------------------------------------------------------------
+    # --- the agent's codex tasks ---------------------------------------------------------------
 
-    async def run_codex(self, ctx: RunContextWrapper[AgentContext], prompt: str) -> str:
-        """The agents' run_codex tool: one codex task, tallied, its failure shown to the model."""
-        await self.within_budget(ctx.usage)
+    def new_codex_task(self, session: AgentContext) -> str:
         self.progress.codex_tasks += 1
-        session = ctx.context
         number = self.input.codex_before + self.progress.codex_tasks
-        task_id = f"{session.session_id}-{session.role}-{session.iteration}-{number}"
-        self.codex_running += 1
-        try:
-            text, result = await self.worktree.on_host(
-                lambda host: codex_for_agent(
-                    CodexTaskRequest(
-                        workspace=host.path,
-                        prompt=prompt,
-                        model=self.options.codex_model,
-                        sandbox=self.options.codex_sandbox,
-                        timeout_s=self.options.codex_timeout_s,
-                        heartbeat_timeout_s=self.options.codex_heartbeat_s,
-                    ),
-                    task_id,
-                    session.session_id,
-                    session.role,
-                    **host.options,
-                )
+        return f"{session.session_id}-{session.role}-{session.iteration}-{number}"
+
+    async def run_codex(
+        self, ctx: RunContextWrapper[AgentContext], task_id: str, prompt: str
+    ) -> str:
+        """One codex task of the agent's, tallied, its failure shown to the model."""
+        await self.within_budget(ctx.usage)
+        session = ctx.context
+        text, result = await self.worktree.on_host(
+            lambda host: codex_for_agent(
+                CodexTaskRequest(
+                    workspace=host.path,
+                    prompt=prompt,
+                    model=self.options.codex_model,
+                    sandbox=self.options.codex_sandbox,
+                    timeout_s=self.options.codex_timeout_s,
+                    heartbeat_timeout_s=self.options.codex_heartbeat_s,
+                ),
+                task_id,
+                session.session_id,
+                session.role,
+                **host.options,
             )
-        finally:
-            self.codex_running -= 1
+        )
         if result:
             self.progress.codex_usage = self.progress.codex_usage + result.usage
         self.progress.model_usage = tokens(ctx.usage)

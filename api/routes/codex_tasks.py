@@ -28,7 +28,8 @@ async def get_codex_task(
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> CodexTaskResponse:
-    """The task's row plus a page of its ``codex.event`` output; follow ``next_after_id``."""
+    """The task's row plus a page of its output (``codex.event`` and ``codex.stderr`` events);
+    follow ``next_after_id``."""
     row = await db.get(CodexTask, task_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"codex task {task_id} not found")
@@ -38,7 +39,7 @@ async def get_codex_task(
             .where(
                 SessionEvent.session_id == (row.session_id or row.id),
                 SessionEvent.codex_task_id == task_id,
-                SessionEvent.kind == EventKind.CODEX_EVENT,
+                SessionEvent.kind.in_((EventKind.CODEX_EVENT, EventKind.CODEX_STDERR)),
                 SessionEvent.id > after_id,
             )
             .order_by(SessionEvent.id)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
 
 from api.deps import StateDep
-from api.streams import event_json, follow_target, resolve_target
+from api.streams import event_json, follow_batches, resolve_target
 from store.events import Event
 
 __all__ = ["KEEPALIVE_S", "router"]
@@ -72,10 +72,13 @@ async def session_events(
     async def body() -> AsyncIterator[str]:
         try:
             async with contextlib.aclosing(
-                follow_target(state.hub, target, start, keepalive=KEEPALIVE_S)
-            ) as events:
-                async for event in events:
-                    yield ": keepalive\n\n" if event is None else _sse(event)
+                follow_batches(state.hub, target, start, keepalive=KEEPALIVE_S)
+            ) as batches:
+                async for batch in batches:
+                    if batch is None:
+                        yield ": keepalive\n\n"
+                    else:  # each event's frame is made once for all its subscribers
+                        yield "".join(state.frames.get(event.id, _sse, event) for event in batch)
         finally:
             state.streams.give_back()
 

@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 from api.deps import DbDep, SettingsDep, StateDep
 from api.schemas import Check, CodexCheck, Health
 from config import Settings
-from core.codex_cli import codex_env, find_codex_binary
+from core.codex_cli import codex_env, find_codex_binary, login_hint
 
 router = APIRouter(tags=["Health"])
 
@@ -75,7 +75,9 @@ async def _codex(settings: Settings) -> CodexCheck:
         ok=auth != "none",
         version=version_out.strip(),
         auth=auth,
-        detail=None if auth != "none" else "codex is not logged in: CODEX_HOME=… codex login",
+        detail=None
+        if auth != "none"
+        else f"codex is not logged in; {login_hint(settings, binary)}",
     )
 
 

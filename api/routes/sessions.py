@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import FileResponse, PlainTextResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 from starlette.background import BackgroundTask
@@ -179,20 +179,21 @@ async def list_project_sessions(
 
 
 @router.get("/{session_id}", response_model=SessionResponse, responses=NOT_FOUND)
-async def get_session(session_id: str, state: StateDep) -> SessionResponse:
+async def get_session(session_id: str, state: StateDep) -> Response:
     """The session's row, with ``live`` (the workflow's status query) while it runs. Clients
     poll this: one answer per session is made at a time and shared for half a second."""
 
-    async def answer() -> SessionResponse:
+    async def answer() -> bytes:
         async with state.db() as db:  # closed before Temporal is asked
             row = await session_or_404(db, session_id)
         live = None
         if row.status not in FINISHED and row.status != SessionStatus.PENDING:
             live = await _live(state, row)
-        return _response(row, state.settings, live)
+        return _response(row, state.settings, live).model_dump_json().encode()
 
-    response: SessionResponse = await state.answers.get(session_id, answer)
-    return response
+    # Shared as its JSON: the clients polling a session cost the API no serialising each.
+    body: bytes = await state.answers.get(session_id, answer)
+    return Response(body, media_type="application/json")
 
 
 async def _live(state: StateDep, row: RunSession) -> LiveStatus | None:

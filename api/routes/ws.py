@@ -22,7 +22,7 @@ JSON messages ``{"action": ...}``:
 - anything else → ``{"type": "error", "message": ...}``
 
 ``/ws/terminal/{task_id}`` sends each line of the codex task's output as ``{"type": "output",
-"line", "event": <payload>}``, through its retries, and ``{"type": "complete"}`` when its last
+"stream": "stdout" | "stderr", "line", "event": <payload>}``, through its retries, and ``{"type": "complete"}`` when its last
 attempt ends.
 """
 
@@ -224,8 +224,7 @@ async def _subscribe(sock: _Socket, session_id: str, data: dict[str, Any]) -> No
         async with contextlib.aclosing(follow_target(hub, target, after_id)) as followed:
             async for event in followed:
                 assert event is not None  # no keepalive asked for
-                if event.kind == EventKind.CODEX_EVENT:
-                    line = _line(event.payload)
+                if (line := _line(event)) is not None:
                     await sock.send(
                         {"type": "codex_output", "task_id": event.codex_task_id, "line": line}
                     )
@@ -299,9 +298,14 @@ def _progressed(stage: str | None, message: str) -> dict[str, Any]:
     return {"type": "workflow_progress", "stage": stage, "message": message}
 
 
-def _line(payload: dict[str, Any]) -> str:
-    """A codex event as the line codex printed (its JSONL)."""
-    return json.dumps(payload, ensure_ascii=False)
+def _line(event: Event) -> str | None:
+    """A codex output event as the line codex printed: its JSONL on stdout, or a stderr line;
+    None for other events."""
+    if event.kind == EventKind.CODEX_EVENT:
+        return json.dumps(event.payload, ensure_ascii=False)
+    if event.kind == EventKind.CODEX_STDERR:
+        return str(event.payload.get("line", ""))
+    return None
 
 
 @router.websocket("/terminal/{task_id}")
@@ -326,11 +330,13 @@ async def _serve_terminal(websocket: WebSocket, task_id: str) -> None:
             async for event in followed:
                 if event is None:
                     continue
-                if event.kind == EventKind.CODEX_EVENT:
+                if (line := _line(event)) is not None:
+                    stream_name = "stderr" if event.kind == EventKind.CODEX_STDERR else "stdout"
                     await sock.send(
                         {
                             "type": "output",
-                            "line": _line(event.payload),
+                            "stream": stream_name,
+                            "line": line,
                             "event": event.payload,
                             "id": event.id,
                         }

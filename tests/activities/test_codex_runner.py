@@ -106,6 +106,10 @@ async def test_nonzero_exit_is_a_failure_carrying_codex_error(
     assert "model refused the request" in str(err.value) and "exit 3" in str(err.value)
     details = err.value.details[0]
     assert details["exit_code"] == 3 and details["success"] is False
+    # What codex wrote to stderr is in the task's log too, line by line (terminals show it).
+    events = await recorder.events.read("t1", limit=10_000)
+    stderr = [e.payload["line"] for e in events if e.kind == "codex.stderr"]
+    assert "model refused the request" in stderr
 
 
 async def test_cancel_ends_the_process_group(

@@ -349,11 +349,17 @@ def test_terminal_streams_a_codex_task_until_it_finishes(api_settings: Settings)
                 append(
                     api_settings,
                     NewEvent(session, "codex.event", {"line": "two"}, task.id, 1),
+                    NewEvent(session, "codex.stderr", {"line": "warning: slow"}, task.id, 1),
                     NewEvent(session, "codex.finished", {"status": "completed"}, task.id, 1),
                 )
             )
             two = ws.receive_json()
             assert two["type"] == "output" and two["event"] == {"line": "two"}
+            assert two["stream"] == "stdout"
+            # stderr lines too, as the seed's terminal shows them, marked as such.
+            err = ws.receive_json()
+            assert err["type"] == "output" and err["stream"] == "stderr"
+            assert err["line"] == "warning: slow"
             done = ws.receive_json()
             assert done["type"] == "complete" and done["status"] == "completed"
             with pytest.raises(WebSocketDisconnect):

@@ -12,7 +12,8 @@ from core.vocabulary import Role
 from crew.markers import issues_in, stage_in
 from crew.reports import QAReport
 from workflows.agents import build_agent
-from workflows.prompts import codex_result_for_model, stage_input, transcript
+from workflows.codex_tools import CodexTools
+from workflows.prompts import Transcript, codex_result_for_model, stage_input
 from workflows.types.codex import CodexResult, TokenUsage
 from workflows.types.pipeline import StageRecord
 from workflows.types.repository import WorktreeInput
@@ -68,14 +69,15 @@ def test_codex_results_are_shown_compactly() -> None:
     assert len(codex_result_for_model(result, limit=100)) == 101
 
 
-def test_a_transcript_keeps_input_tool_calls_outputs_and_report() -> None:
-    items = [
-        SimpleNamespace(type="tool_call_item", raw_item=SimpleNamespace(name="run_codex", arguments='{"prompt": "p"}')),
-        SimpleNamespace(type="tool_call_output_item", output="codex succeeded"),
-        SimpleNamespace(type="message_output_item", raw_item=None),
-    ]  # fmt: skip
+async def test_a_transcript_keeps_input_tool_calls_outputs_and_report() -> None:
+    said = Transcript("STAGE: qa_qc #1")
+    call = SimpleNamespace(tool_name="run_codex", tool_arguments='{"prompt": "p"}')
+    tool = SimpleNamespace(name="run_codex")
+    await said.on_tool_start(call, None, tool)
+    assert [m.role for m in said.messages] == ["user", "assistant"]  # kept as it goes
+    await said.on_tool_end(call, None, tool, "codex succeeded")
     report = QAReport(verdict="PASS", summary="ok", issues=[], tests="1 passed")
-    messages = transcript("STAGE: qa_qc #1", items, report)
+    messages = said.ended_with(report)
     assert [(m.role, m.content[:20]) for m in messages] == [
         ("user", "STAGE: qa_qc #1"),
         ("assistant", 'run_codex({"prompt":'),
@@ -85,31 +87,34 @@ def test_a_transcript_keeps_input_tool_calls_outputs_and_report() -> None:
     assert messages[1].metadata == {"tool_call": "run_codex"} and messages[-1].metadata["final"]
 
 
-async def _no_codex(ctx: object, prompt: str) -> str:
+async def _no_codex(ctx: object, task_id: str, prompt: str) -> str:
     return "unused"
 
 
+_CODEX = CodexTools(lambda session: "t1", _no_codex)
 _WORKTREE = SessionWorktree(WorktreeInput(project_id="p1", name="s1"), timedelta(seconds=60))
 
 
 @pytest.mark.parametrize("role", list(Role))
 def test_each_role_gets_its_tools_and_report_type(role: Role) -> None:
-    agent = build_agent(role, "gpt-5.5", _no_codex, _WORKTREE)
+    agent = build_agent(role, "gpt-5.5", _CODEX, _WORKTREE)
     names = [tool.name for tool in agent.tools]
-    expected = ["run_codex", "read_file", "search", "list_files", "read_agents_md"]
+    expected = ["run_codex", "check_codex_status", "wait_for_codex", "read_file", "search"]
+    expected += ["list_files", "read_agents_md"]
     assert names == expected + (["save_agents_md"] if role is Role.PLANNER else [])
     assert agent.output_type is not None and agent.model == "gpt-5.5"
-    chat = build_agent(role, "gpt-5.5", _no_codex, _WORKTREE, chat=True)
+    chat = build_agent(role, "gpt-5.5", _CODEX, _WORKTREE, chat=True)
     assert chat.output_type is None and "CHAT MODE" in str(chat.instructions)
 
 
 def test_tool_schemas_hide_the_run_context() -> None:
     """The model chooses only a path or a prompt; the workspace comes from the AgentContext."""
-    agent = build_agent(Role.PLANNER, "gpt-5.5", _no_codex, _WORKTREE)
+    agent = build_agent(Role.PLANNER, "gpt-5.5", _CODEX, _WORKTREE)
     schemas = {t.name: t.params_json_schema for t in agent.tools if isinstance(t, FunctionTool)}
     assert set(schemas["read_file"]["properties"]) == {"path", "start_line", "max_lines"}
     assert set(schemas["search"]["properties"]) == {"pattern", "path"}
     assert set(schemas["list_files"]["properties"]) == {"path", "depth", "offset"}
     assert set(schemas["save_agents_md"]["properties"]) == {"content"}
-    assert set(schemas["run_codex"]["properties"]) == {"prompt"}
+    assert set(schemas["run_codex"]["properties"]) == {"prompt", "wait_for_completion"}
+    assert set(schemas["check_codex_status"]["properties"]) == {"task_id"}
     assert "ctx" not in str(schemas) and AgentContext.__name__ not in str(schemas)

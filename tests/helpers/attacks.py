@@ -65,8 +65,10 @@ class CodexPlaybook:
 
 
 def finish_stage(turn: Turn) -> ModelResponse:
-    """The honest end of any stage: its report, nothing else."""
+    """The honest end of any stage: its report (a Planner saves its plan first)."""
     match turn.role:
+        case "planner" if turn.step == 0:
+            return tool("save_agents_md", content="# Plan\n")
         case "planner":
             return report(summary="plan", requirements=["r"], steps=["s"], agents_md_saved=True)
         case "builder":
@@ -77,8 +79,11 @@ def finish_stage(turn: Turn) -> ModelResponse:
 
 
 def planner_attack(*calls: tuple[str, dict[str, Any]]) -> Callable[[Turn], ModelResponse]:
-    """A model whose Planner makes ``calls`` (tool name, arguments) in order; every other turn
-    ends its stage honestly, so the run goes on to its end."""
+    """A model whose Planner makes ``calls`` (tool name, arguments) in order, and saves a plan
+    if they did not (the Builder never starts without one); every other turn ends its stage
+    honestly, so the run goes on to its end."""
+    if all(name != "save_agents_md" for name, _ in calls):
+        calls = (*calls, ("save_agents_md", {"content": "# Plan\n"}))
 
     def play(turn: Turn) -> ModelResponse:
         if turn.role == "planner" and turn.step < len(calls):

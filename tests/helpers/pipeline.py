@@ -26,8 +26,8 @@ class SlowBuilderCodex:
     """The offline brain, with ``directives`` (fake codex's ``@fake`` lines) added to the
     Builder's codex prompts: a codex task that takes a while, so a worker can be killed in it."""
 
-    def __init__(self, directives: str) -> None:
-        self.brain = PipelineBrain(fake_codex=True)
+    def __init__(self, directives: str, background: bool = False) -> None:
+        self.brain = PipelineBrain(fake_codex=True, background_codex=background)
         self.directives = directives
 
     def reply(self, request: dict[str, Any]) -> Turn:
@@ -37,7 +37,8 @@ class SlowBuilderCodex:
             and turn.name == "run_codex"
             and "ROLE: builder" in str(request.get("instructions"))
         ):
-            return ToolCall("run_codex", {"prompt": turn.arguments["prompt"] + self.directives})
+            prompt = turn.arguments["prompt"] + self.directives
+            return ToolCall("run_codex", {**turn.arguments, "prompt": prompt})
         return turn
 
 

@@ -170,8 +170,9 @@ async def test_a_fifo_named_agents_md_does_not_block_the_worker(
     task_queue: str,
     victim: Victim,
 ) -> None:
-    """Codex makes AGENTS.md a FIFO: the next read of it is refused at once, and the run ends."""
-    codex = CodexPlaybook({"FIFO": ["mkfifo AGENTS.md && ls -l AGENTS.md"]})
+    """Codex makes the saved AGENTS.md a FIFO: the next read of it is refused at once, the
+    checkpoint (git cannot hold a FIFO) commits it as deleted, and the run ends."""
+    codex = CodexPlaybook({"FIFO": ["rm AGENTS.md && mkfifo AGENTS.md && ls -l AGENTS.md"]})
 
     def play(turn: Turn):  # type: ignore[no-untyped-def]
         if turn.role == "builder" and turn.step == 0:
@@ -189,6 +190,7 @@ async def test_a_fifo_named_agents_md_does_not_block_the_worker(
     assert result.outcome == "approved"
     assert "prw" in "\n".join(codex.outputs)  # the FIFO was made
     assert "not a regular file" in history  # what the agent was told instead of hanging
+    assert "AGENTS.md" in result.stages[1].checkpoint.changed_files  # as deleted
 
 
 async def test_a_huge_sparse_file_is_read_in_bounded_memory(

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
@@ -19,8 +20,8 @@ from config import Settings
 from core.repos import ProjectRepos
 from core.vocabulary import Decision
 from crew.reports import BuildReport, PlanReport, QAReport, ReadinessReport
-from devkit.agent_model import AGENTS_MD, ScriptedAgentModel, pipeline_script
-from store.models import Conversation, RunSession
+from devkit.agent_model import AGENTS_MD, ScriptedAgentModel, pipeline_script, report, tool
+from store.models import Conversation, Message, RunSession
 from tests.helpers.git import git
 from tests.helpers.pipeline import Start, wait_for_review
 from tests.helpers.processes import alive, codex_pid
@@ -112,7 +113,9 @@ async def test_needs_work_goes_back_to_builder_and_qa(start: Start) -> None:
     assert "blocker from ProdReady #1" in builder_2.text
 
 
-async def test_gate_approve_request_changes_and_wrong_reviews(start: Start) -> None:
+async def test_gate_approve_request_changes_and_wrong_reviews(
+    start: Start, recorder: Recorder
+) -> None:
     model = ScriptedAgentModel(pipeline_script())
     handle = await start(model, gates=["planner", "qa_qc"])
 
@@ -135,9 +138,23 @@ async def test_gate_approve_request_changes_and_wrong_reviews(start: Start) -> N
         and "REVIEWER FEEDBACK (address it in this attempt):\nAlso support division."
         in rerun[0].text
     )
+    # Review signals the run cannot take (signals are never refused to their sender) are
+    # dropped, and said so in the session's events.
+    await handle.signal(PipelineWorkflow.reject, ReviewSignal(stage="builder"))
+    await handle.signal("approve", {"stage": "planner", "feedback": "x" * 30_000})
     await handle.signal(PipelineWorkflow.approve, ReviewSignal(stage="planner"))
 
     await wait_for_review(handle, "qa_qc")
+    events = await recorder.events.read(handle.id.removeprefix("session-"), limit=10_000)
+    ignored = [e.payload for e in events if e.kind == "review.ignored"]
+    assert ignored[0] == {
+        "stage": "builder",
+        "decision": "reject",
+        "reason": "the run is waiting for a review of planner, not builder",
+    }
+    assert ignored[1]["stage"] == "planner" and ignored[1]["decision"] == "approve"
+    assert ignored[1]["reason"].startswith("not a review")
+    assert len(ignored) == 2  # the good one was taken
     await handle.execute_update(
         PipelineWorkflow.review, Review(stage="qa_qc", decision=Decision.APPROVE)
     )
@@ -237,6 +254,8 @@ async def test_failing_agent_stage_fails_the_run_with_the_reason(
     start: Start, recorder: Recorder
 ) -> None:
     def broken(turn):
+        if turn.role == "builder" and turn.step == 0:
+            return tool("read_agents_md")
         if turn.role == "builder":
             # As the plugin reports a 4xx from the model: not worth retrying.
             raise ApplicationError("model exploded", non_retryable=True)
@@ -259,5 +278,96 @@ async def test_failing_agent_stage_fails_the_run_with_the_reason(
         assert session.agents_md_content == AGENTS_MD
         builder = await db.get(Conversation, f"{session_id}:builder:1")
         assert builder is not None and builder.status == "failed"
+        # What the failed stage was told and did until it failed is kept.
+        said = (
+            await db.scalars(
+                select(Message).where(Message.conversation_id == builder.id).order_by(Message.seq)
+            )
+        ).all()
+        assert [m.role for m in said] == ["user", "assistant", "tool"]
+        assert said[0].content.startswith("STAGE: builder #1")
+        assert said[1].content.startswith("read_agents_md(") and said[2].content == AGENTS_MD
     kinds = [e.kind for e in await recorder.events.read(session_id)]
     assert kinds[-2:] == ["stage.failed", "session.failed"]
+
+
+async def test_codex_tasks_started_without_waiting_run_one_at_a_time(
+    start: Start, worktree: Path, recorder: Recorder, session_id: str
+) -> None:
+    """The seed's asynchronous codex tools: run_codex(wait_for_completion=False) answers with the
+    task's id at once; check_codex_status and wait_for_codex follow it; a second task waits for
+    the first, since one codex task writes the worktree at a time."""
+    first, second = (f"{session_id}-builder-1-{n}" for n in (1, 2))
+    slow = "@fake sleep=2\n@fake write=calc.py:def add(a, b):\\n    return a + b\\n"
+    quick = "@fake write=test_calc.py:from calc import add\\n"
+    whole = pipeline_script()
+
+    def builder(turn):
+        if turn.role != "builder":
+            return whole(turn)
+        match turn.step:
+            case 0:
+                return tool("run_codex", prompt=slow, wait_for_completion=False)
+            case 1:
+                return tool("run_codex", prompt=quick, wait_for_completion=False)
+            case 2:
+                return tool("check_codex_status", task_id=second)
+            case 3:
+                return tool("wait_for_codex", task_id=second)
+            case 4:
+                return tool("check_codex_status", task_id=first)
+            case 5:
+                return tool("wait_for_codex", task_id="no-such-task")
+        return whole(turn)
+
+    model = ScriptedAgentModel(builder)
+    result: PipelineResult = await (await start(model)).result()
+    assert result.outcome == "approved"
+
+    seen = next(c for c in model.calls if c.role == "builder" and c.step == 6).outputs
+    assert seen[0].startswith(f"codex task {first} started") and "wait_for_codex" in seen[0]
+    assert seen[1].startswith(f"codex task {second} started")
+    assert f"{second} is queued behind {first}" in seen[2]
+    assert seen[3].startswith("codex succeeded") and "test_calc.py" in seen[3]
+    assert seen[4].startswith(f"codex task {first} has ended") and "calc.py" in seen[4]
+    assert "No codex task 'no-such-task'" in seen[5]
+    assert (worktree / "test_calc.py").exists() and "def add" in (worktree / "calc.py").read_text()
+    assert result.stages[1].checkpoint.changed_files == ["calc.py", "test_calc.py"]
+
+    # One writer at a time: the second task started after the first had finished.
+    events = await recorder.events.read(result.session_id, limit=10_000)
+    ends = ("codex.started", "codex.finished")
+    order = [(e.kind, e.codex_task_id) for e in events if e.kind in ends]
+    assert [entry for entry in order if entry[1] in (first, second)] == [
+        ("codex.started", first),
+        ("codex.finished", first),
+        ("codex.started", second),
+        ("codex.finished", second),
+    ]
+
+
+async def test_the_builder_never_starts_without_an_agents_md(
+    start: Start, recorder: Recorder, session_id: str
+) -> None:
+    """A Planner that saves no AGENTS.md is asked once more; if it still saves none, the run
+    fails saying so, and no Builder is run."""
+    whole = pipeline_script()
+
+    def forgetful(turn):
+        if turn.role == "planner":
+            return report(summary="A plan.", requirements=["add"], steps=["calc.py"],
+                          agents_md_saved=False)  # fmt: skip
+        return whole(turn)
+
+    model = ScriptedAgentModel(forgetful)
+    handle = await start(model)
+    with pytest.raises(WorkflowFailureError) as err:
+        await handle.result()
+    assert "the Planner saved no AGENTS.md" in str(err.value.cause)
+    assert {c.role for c in model.calls} == {"planner"}
+    second = next(c for c in model.calls if c.iteration == 2)
+    assert "AGENTS.md was not saved" in second.text
+    async with recorder.db() as db:
+        session = await db.get(RunSession, session_id)
+        assert session is not None and session.status == "failed"
+        assert session.error and "no AGENTS.md" in session.error

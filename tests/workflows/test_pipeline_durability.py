@@ -52,7 +52,9 @@ def pipeline_input(session_id: str | None = None, **options: Any) -> PipelineInp
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("background", [False, True], ids=["waiting", "started-without-waiting"])
 async def test_worker_killed_mid_stage_repeats_no_finished_model_turn(
+    background: bool,
     temporal_dev: WorkflowEnvironment,
     settings: Settings,
     task_queue: str,
@@ -62,7 +64,7 @@ async def test_worker_killed_mid_stage_repeats_no_finished_model_turn(
     tmp_path,
 ) -> None:
     with ScriptedResponsesServer(
-        SlowBuilderCodex("\n@fake pidfile=codex.pid\n@fake sleep=3")
+        SlowBuilderCodex("\n@fake pidfile=codex.pid\n@fake sleep=3", background=background)
     ) as llm:
         settings = settings.model_copy(
             update={
@@ -78,6 +80,7 @@ async def test_worker_killed_mid_stage_repeats_no_finished_model_turn(
                 PipelineWorkflow.run, data, id=f"session-{data.session_id}", task_queue=task_queue
             )
             pid = await codex_pid(worktree, within=60)
+            await codex_attempt_recorded(settings, data.session_id)
             first.send_signal(signal.SIGKILL)
             first.wait()
             await wait_for(lambda: not alive(pid), within=5)
@@ -97,7 +100,15 @@ async def test_worker_killed_mid_stage_repeats_no_finished_model_turn(
     bodies = [json.dumps(r, sort_keys=True) for r in llm.requests]
     # Every model turn was asked exactly once: nothing finished before the crash was asked again.
     assert len(bodies) == len(set(bodies))
-    assert count_by_role(llm.requests) == {"planner": 2, "builder": 3, "qa_qc": 2, "prod_ready": 2}
+    # Started without waiting, the Builder also checks its first task and waits for its last:
+    # the task it was in when the worker died ran on, under the new worker.
+    builder = 5 if background else 3
+    assert count_by_role(llm.requests) == {
+        "planner": 2,
+        "builder": builder,
+        "qa_qc": 2,
+        "prod_ready": 2,
+    }
     assert 0 < requests_before_restart < len(llm.requests)
     assert "def divide" in (worktree / "calc.py").read_text()
 
@@ -118,6 +129,21 @@ async def test_worker_killed_mid_stage_repeats_no_finished_model_turn(
         assert kinds.count("stage.started") == kinds.count("stage.completed") == 4
         # The interrupted codex task started twice (two attempts) and finished once.
         assert kinds.count("codex.started") == 5 and kinds.count("codex.finished") == 4
+    finally:
+        await engine.dispose()
+
+
+async def codex_attempt_recorded(settings: Settings, session_id: str) -> None:
+    """Until the running codex attempt is on record (it is, moments after codex starts)."""
+    engine = make_engine(settings.database_url)
+    try:
+        events = Recorder(engine).events
+        for _ in range(100):
+            kinds = [e.kind for e in await events.read(session_id, limit=10_000)]
+            if "codex.started" in kinds:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the codex attempt was never recorded")
     finally:
         await engine.dispose()
 

@@ -47,6 +47,14 @@ class SessionPatch(BaseModel):
     event_payload: dict[str, Any] = Field(default_factory=dict)  # the kind's payload model, dumped
 
 
+class EventRecord(BaseModel):
+    """An event of a session's log that goes with no change of its row."""
+
+    session_id: str
+    kind: EventKind
+    payload: dict[str, Any] = Field(default_factory=dict)  # the kind's payload model, dumped
+
+
 class ProjectImported(BaseModel):
     """How a project's import ended: ready (its default branch known) or failed (and why)."""
 

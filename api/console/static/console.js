@@ -221,20 +221,105 @@ async function sessionsView(params) {
       body), start);
 }
 
-// --- one run ----------------------------------------------------------------------------------
+// --- the diff, syntax-highlighted -------------------------------------------------------------
 
+// Our own small highlighter: one regex tokenizer per language family, each rule a token class and
+// a pattern (non-capturing groups only). The leftmost match wins, and at one position the rule
+// listed first, so a "#" inside a string stays string. It reads one line at a time (a diff shows
+// pieces of files): a multi-line string or comment is approximated per line — its first line is
+// marked to the end (or to where it closes), the lines after it read as code. It builds text nodes
+// and spans only, never markup: a file's content is hostile.
+const KW = (words) => `\\b(?:${words.split(" ").join("|")})\\b`;
+const STR = (quotes) => [...quotes].map((q) => `${q}(?:[^${q}\\\\]|\\\\.)*(?:${q}|$)`).join("|");
+const NUM = String.raw`\b(?:0[xXbBoO][\da-fA-F_]+|\d[\d_]*(?:\.\d*)?(?:[eE][+-]?\d+)?)\b`;
+const HASH_COMMENT = String.raw`(?:^|(?<=\s))#.*`; // shell, YAML, TOML: a "#" after a blank
+const LANGUAGES = {
+  python: [["com", "#.*"], ["str", `""".*?(?:"""|$)|'''.*?(?:'''|$)|${STR(`"'`)}`],
+    ["kw", KW("and as assert async await break class continue def del elif else except False finally for from "
+      + "global if import in is lambda match None nonlocal not or pass raise return self True try while with yield")],
+    ["num", NUM]],
+  js: [["com", String.raw`\/\/.*|\/\*.*?(?:\*\/|$)`], ["str", STR("\"'`")],
+    ["kw", KW("as async await break case catch class const continue debugger default delete do else enum export "
+      + "extends false finally for from function if implements import in instanceof interface let new null of "
+      + "private protected public readonly return static super switch this throw true try type typeof undefined "
+      + "var void while yield")],
+    ["num", NUM]],
+  json: [["kw", `(?:${STR('"')})(?=\\s*:)`], ["str", STR('"')], ["kw", KW("true false null")], ["num", `-?${NUM}`]],
+  shell: [["com", HASH_COMMENT], ["str", STR(`"'`)],
+    ["kw", KW("if then else elif fi for in do done case esac while until function return local export readonly "
+      + "set unset shift exit source alias")],
+    ["num", NUM]],
+  config: [["com", HASH_COMMENT], ["str", STR(`"'`)], // YAML, TOML, INI: keys and [sections] as keywords
+    ["kw", String.raw`^\s*\[\[?[^\]]*\]\]?|(?<=^\s*(?:-\s+)?)[\w.-]+(?=\s*[:=])|` + KW("true false null yes no on off")],
+    ["num", NUM]],
+  markdown: [["head", String.raw`^#{1,6}\s.*`], ["code", "^(?:```|~~~).*|`[^`]+`"],
+    ["str", String.raw`\[[^\]]*\]\([^)\s]*\)`]],
+  html: [["com", "<!--.*?(?:-->|$)"], ["kw", String.raw`<\/?[A-Za-z][\w:-]*|\/?>`],
+    ["str", String.raw`(?<==\s*)(?:"[^"]*"?|'[^']*'?)`], ["num", String.raw`&(?:#\d+|#x[\da-fA-F]+|\w+);`]],
+  css: [["com", String.raw`\/\*.*?(?:\*\/|$)`], ["str", STR(`"'`)],
+    ["kw", String.raw`@[\w-]+|!important|(?<=^\s*|[{;]\s*)[\w-]+(?=\s*:[^{]*$)`],
+    ["num", String.raw`#[\da-fA-F]{3,8}\b|-?(?:\b\d+(?:\.\d+)?|\.\d+)(?:%|[a-z]+)?`]],
+};
+const TOKENIZERS = Object.fromEntries(Object.entries(LANGUAGES).map(([language, rules]) => [language, {
+  classes: rules.map(([name]) => `tok-${name}`),
+  pattern: new RegExp(rules.map(([, source]) => `(${source})`).join("|"), "g"),
+}]));
+const EXTENSIONS = Object.fromEntries(Object.entries({
+  python: "py pyi pyw", js: "js mjs cjs jsx ts tsx mts cts", json: "json jsonc", shell: "sh bash zsh ksh",
+  markdown: "md markdown", config: "yml yaml toml ini cfg", html: "html htm xml svg", css: "css",
+}).flatMap(([language, names]) => names.split(" ").map((ext) => [ext, language])));
+
+// The language of a path, from its extension; null (plain text) when unknown.
+function languageOf(path) {
+  const base = String(path).split("/").pop().toLowerCase();
+  if (base === "dockerfile") return "shell";
+  const ext = base.includes(".") ? base.slice(base.lastIndexOf(".") + 1) : "";
+  return Object.hasOwn(EXTENSIONS, ext) ? EXTENSIONS[ext] : null;
+}
+
+// One line of code as nodes: text nodes and <span class="tok-…"> holding text, nothing else.
+function highlight(text, language) {
+  const line = String(text);
+  const tokenizer = Object.hasOwn(TOKENIZERS, language) ? TOKENIZERS[language] : null;
+  if (!tokenizer || line.length > 2000) return [document.createTextNode(line)]; // a long line: plain
+  const nodes = [];
+  let at = 0;
+  for (const match of line.matchAll(tokenizer.pattern)) {
+    if (!match[0]) continue;
+    if (match.index > at) nodes.push(document.createTextNode(line.slice(at, match.index)));
+    const rule = match.findIndex((group, index) => index > 0 && group !== undefined) - 1;
+    nodes.push(el("span", { class: tokenizer.classes[rule] }, match[0]));
+    at = match.index + match[0].length;
+  }
+  if (at < line.length) nodes.push(document.createTextNode(line.slice(at)));
+  return nodes;
+}
+
+// The diff per file: its header plain, its hunks' lines on their +/-/context background with
+// their code highlighted in the file's language.
 function diffView(text) {
   const files = text.split(/^(?=diff --git )/m).filter((part) => part.trim());
   if (!files.length) return el("p", { class: "muted" }, "No changes.");
   return files.map((file) => {
     const name = (file.match(/^diff --git a\/(\S+)/) || [, "changes"])[1];
-    const lines = file.split("\n").map((line) => el("span", {
-      class: line.startsWith("+") && !line.startsWith("+++") ? "add"
-        : line.startsWith("-") && !line.startsWith("---") ? "del" : line.startsWith("@@") ? "hunk" : null,
-    }, line + "\n"));
-    return el("details", { open: true }, el("summary", {}, name), el("pre", { class: "diff" }, lines));
+    const language = languageOf(name);
+    let inHunk = false; // past the file's header
+    const lines = file.split("\n").map((line) => {
+      if (line.startsWith("@@")) { inHunk = true; return el("span", { class: "hunk" }, line + "\n"); }
+      const sign = line.charAt(0);
+      const kind = !inHunk ? null : sign === "+" ? "add" : sign === "-" ? "del" : sign === " " ? "ctx" : null;
+      if (!kind) return el("span", {}, line + "\n");
+      return el("span", { class: kind }, el("span", { class: "sign" }, sign), highlight(line.slice(1), language), "\n");
+    });
+    return el("details", { open: true },
+      el("summary", {}, name, language ? el("span", { class: "muted" }, ` (${language})`) : ""),
+      el("pre", { class: "diff", "data-language": language || "plain" }, lines));
   });
 }
+
+window.codexflowConsole = Object.freeze({ highlight, languageOf, diffView }); // for the tests, and the curious
+
+// --- one run ----------------------------------------------------------------------------------
 
 async function sessionView(id) {
   const root = el("div");
@@ -245,10 +330,15 @@ async function sessionView(id) {
   root.append(header, review, stages, el("h3", {}, "Codex tasks"), terminals);
   show(root);
   let reviewing = null;
+  let asked = 0; // refreshes started
+  let drawn = 0; // the newest one drawn: an older one that answers late is dropped
 
   async function refresh() {
+    const mine = ++asked;
     const [session, conversations] = await Promise.all([
       api("GET", `/api/sessions/${id}`), api("GET", `/api/sessions/${id}/conversations`)]);
+    if (mine < drawn) return;
+    drawn = mine;
     const live = session.live || {};
     const tokens = live.tokens_used ?? ((session.usage.model?.input_tokens || 0) + (session.usage.model?.output_tokens || 0));
     header.replaceChildren(
@@ -274,7 +364,7 @@ async function sessionView(id) {
       reviewing = null;
     } else if (live.awaiting && reviewing !== `${live.awaiting.stage}:${live.iteration}`) {
       reviewing = `${live.awaiting.stage}:${live.iteration}`;
-      await showReview(live.awaiting, live);
+      try { await showReview(live.awaiting, live); } catch (err) { reviewing = null; throw err; } // the next refresh tries again
     } else if (!live.awaiting && reviewing) {
       reviewing = null;
       review.replaceChildren();
@@ -284,7 +374,9 @@ async function sessionView(id) {
   async function showReview(awaiting, live) {
     const stage = awaiting.stage;
     const budget = awaiting.reason === "budget";
+    const key = reviewing;
     const diff = budget ? "" : await api("GET", `/api/sessions/${id}/diff?stage=${stage}&iteration=${live.iteration}`);
+    if (reviewing !== key) return; // decided meanwhile
     const answer = el("p", { role: "status" });
     const feedback = el("textarea", { id: "feedback", name: "feedback" });
     const decide = (decision) => async () => {
@@ -317,6 +409,7 @@ async function sessionView(id) {
   // EventSource resumes after a reconnect from the last event id it saw (Last-Event-ID).
   stream = new EventSource(`/api/sessions/${id}/events?token=${encodeURIComponent(token())}`);
   let pending = null;
+  let settle = null;
   stream.onmessage = () => {};
   const onEvent = (event) => {
     const data = JSON.parse(event.data);
@@ -324,10 +417,17 @@ async function sessionView(id) {
       const line = data.payload.item?.text || data.payload.item?.command || data.payload.type || "";
       terminal(data.codex_task_id).append(`${line}\n`);
     }
+    if (data.kind === "codex.stderr" && data.codex_task_id) {
+      terminal(data.codex_task_id).append(el("span", { class: "stderr" }, `${data.payload.line}\n`));
+    }
     if (!pending) pending = setTimeout(() => { pending = null; refresh().catch(() => {}); }, 300);
+    // Once more after the last event: the API shares a session's answer for half a second, so
+    // the refresh above may read the state from before the event (and no event may follow).
+    clearTimeout(settle);
+    settle = setTimeout(() => refresh().catch(() => {}), 1200);
   };
   for (const kind of ["session.started", "stage.started", "stage.completed", "stage.failed", "review.awaited",
-    "budget.paused", "review.received", "codex.started", "codex.event", "codex.finished", "session.moved",
+    "budget.paused", "review.received", "codex.started", "codex.event", "codex.stderr", "codex.finished", "session.moved",
     "session.finished", "session.failed", "session.cancelled"]) stream.addEventListener(kind, onEvent);
   stream.addEventListener("session.finished", () => { stream.close(); setTimeout(() => refresh(), 300); });
 }
