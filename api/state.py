@@ -37,8 +37,10 @@ V = TypeVar("V")
 A = TypeVar("A")
 
 
-# How long a session's answer (row and live status) is shared by the clients polling it.
+# How long a session's answer (row and live status) is shared by the clients polling it, and
+# how old an answer they may get while the next is being made.
 LIVE_FRESH_S = 0.5
+LIVE_STALE_S = 1.0
 
 
 class TemporalUnavailable(RuntimeError):
@@ -85,25 +87,39 @@ class StreamSlots:
 class Coalesced(Generic[T]):
     """One call per key in flight, its answer shared by every caller that asks meanwhile and
     for ``fresh_s`` after (a running session's live status: one Temporal query however many
-    clients poll it)."""
+    clients poll it). While the next call runs, callers get the last answer if it is at most
+    ``stale_s`` old: a poller waits on Temporal only when nothing recent is known."""
 
-    def __init__(self, fresh_s: float) -> None:
+    def __init__(self, fresh_s: float, stale_s: float = 0.0) -> None:
         self.fresh_s = fresh_s
-        self._calls: dict[str, tuple[float, asyncio.Task[T]]] = {}
+        self.stale_s = max(fresh_s, stale_s)
+        self._calls: dict[str, asyncio.Task[T]] = {}  # the latest call of each key
+        self._last: dict[str, tuple[float, T]] = {}  # its latest answer, and when it was asked
 
     async def get(self, key: str, call: Callable[[], Awaitable[T]]) -> T:
         now = time.monotonic()
-        held = self._calls.get(key)
-        if held is not None:
-            at, task = held
-            failed = task.done() and (task.cancelled() or task.exception() is not None)
-            if not task.done() or (not failed and now - at <= self.fresh_s):
-                return await asyncio.shield(task)
-        if len(self._calls) > 10_000:  # forget the stale ones now and then
-            self._calls = {k: v for k, v in self._calls.items() if now - v[0] <= self.fresh_s}
-        task = asyncio.ensure_future(call())
-        self._calls[key] = (now, task)
+        last = self._last.get(key)
+        if last is not None and now - last[0] <= self.fresh_s:
+            return last[1]
+        task = self._calls.get(key)
+        if task is None or task.done():
+            if len(self._calls) > 10_000:  # forget the stale ones now and then
+                self._forget(now)
+            task = self._calls[key] = asyncio.ensure_future(self._answer(key, now, call))
+            # Seen by someone or not, a failure is no stray "exception never retrieved".
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        if last is not None and now - last[0] <= self.stale_s:
+            return last[1]
         return await asyncio.shield(task)
+
+    async def _answer(self, key: str, asked: float, call: Callable[[], Awaitable[T]]) -> T:
+        value = await call()
+        self._last[key] = (asked, value)
+        return value
+
+    def _forget(self, now: float) -> None:
+        self._last = {k: v for k, v in self._last.items() if now - v[0] <= self.stale_s}
+        self._calls = {k: t for k, t in self._calls.items() if not t.done()}
 
 
 class Cached(Generic[T]):
@@ -149,7 +165,7 @@ class ApiState:
     streams: StreamSlots
     payloads: DatabasePayloads  # the payloads kept out of history, for the Temporal UI's codec
     codex_check: Cached[CodexCheck] = field(default_factory=lambda: Cached(60.0))
-    answers: Coalesced[Any] = field(default_factory=lambda: Coalesced(LIVE_FRESH_S))
+    answers: Coalesced[Any] = field(default_factory=lambda: Coalesced(LIVE_FRESH_S, LIVE_STALE_S))
     frames: Memo[int, str] = field(default_factory=lambda: Memo(4096))  # SSE frames by event id
 
 

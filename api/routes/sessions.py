@@ -181,7 +181,8 @@ async def list_project_sessions(
 @router.get("/{session_id}", response_model=SessionResponse, responses=NOT_FOUND)
 async def get_session(session_id: str, state: StateDep) -> Response:
     """The session's row, with ``live`` (the workflow's status query) while it runs. Clients
-    poll this: one answer per session is made at a time and shared for half a second."""
+    poll this: one answer per session is made at a time and shared for half a second (up to a
+    second while the next is made)."""
 
     async def answer() -> bytes:
         async with state.db() as db:  # closed before Temporal is asked

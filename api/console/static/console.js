@@ -421,7 +421,7 @@ async function sessionView(id) {
       terminal(data.codex_task_id).append(el("span", { class: "stderr" }, `${data.payload.line}\n`));
     }
     if (!pending) pending = setTimeout(() => { pending = null; refresh().catch(() => {}); }, 300);
-    // Once more after the last event: the API shares a session's answer for half a second, so
+    // Once more after the last event: the API shares a session's answer for up to a second, so
     // the refresh above may read the state from before the event (and no event may follow).
     clearTimeout(settle);
     settle = setTimeout(() => refresh().catch(() => {}), 1200);
