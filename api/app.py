@@ -31,13 +31,18 @@ from api.routes import (
     ws,
 )
 from api.slashes import BothSlashes
-from api.state import ApiState, StreamSlots, TemporalConnector, TemporalUnavailable
+from api.state import (
+    ApiState,
+    StreamSlots,
+    TemporalConnector,
+    TemporalUnavailable,
+    session_answers,
+)
 from config import Settings, get_settings
 from observability.api_metrics import CONTENT_TYPE_LATEST, ApiMetrics, MetricsMiddleware
 from observability.logs import bind_log_ids
 from store.db import make_engine, make_sessionmaker
 from store.events import EventLog
-from store.hub import EventHub
 from store.payloads import DatabasePayloads
 from store.schema import check_schema
 
@@ -54,12 +59,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await check_schema(settings)
         engine = make_engine(settings.database_url, **settings.db_pool())
         events = EventLog(engine)
+        answers, hub = session_answers(events)
         app.state.api = ApiState(
             settings=settings,
             db=make_sessionmaker(engine),
             temporal=TemporalConnector(settings),
             events=events,
-            hub=EventHub(events),
+            hub=hub,
+            answers=answers,
             streams=StreamSlots(settings.max_streams),
             payloads=DatabasePayloads(settings.database_url),
         )

@@ -195,6 +195,7 @@ async def start_session(state: ApiState, db: AsyncSession, row: RunSession) -> N
     )
     await db.commit()
     await db.refresh(row)
+    state.answers.forget(row.id)
 
 
 def _static_details(project: Project, row: RunSession, options: PipelineOptions) -> str:

@@ -16,7 +16,8 @@ from temporalio.client import Client
 
 from api.schemas import CodexCheck
 from config import Settings
-from store.events import EventLog
+from core.vocabulary import EventKind
+from store.events import Event, EventLog
 from store.hub import EventHub
 from store.payloads import DatabasePayloads
 from store.temporal import connect
@@ -88,38 +89,48 @@ class Coalesced(Generic[T]):
     """One call per key in flight, its answer shared by every caller that asks meanwhile and
     for ``fresh_s`` after (a running session's live status: one Temporal query however many
     clients poll it). While the next call runs, callers get the last answer if it is at most
-    ``stale_s`` old: a poller waits on Temporal only when nothing recent is known."""
+    ``stale_s`` old: a poller waits on Temporal only when nothing recent is known. ``forget``
+    (on an event of the session, a review sent) makes the next caller wait for a new answer."""
 
     def __init__(self, fresh_s: float, stale_s: float = 0.0) -> None:
         self.fresh_s = fresh_s
         self.stale_s = max(fresh_s, stale_s)
-        self._calls: dict[str, asyncio.Task[T]] = {}  # the latest call of each key
-        self._last: dict[str, tuple[float, T]] = {}  # its latest answer, and when it was asked
+        # The latest call of each key and when it was asked; its latest answer, likewise.
+        self._calls: dict[str, tuple[float, asyncio.Task[T]]] = {}
+        self._last: dict[str, tuple[float, T]] = {}
+        self._forgotten: dict[str, float] = {}  # answers asked before are not given out
 
     async def get(self, key: str, call: Callable[[], Awaitable[T]]) -> T:
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last[0] <= self.fresh_s:
             return last[1]
-        task = self._calls.get(key)
-        if task is None or task.done():
-            if len(self._calls) > 10_000:  # forget the stale ones now and then
-                self._forget(now)
-            task = self._calls[key] = asyncio.ensure_future(self._answer(key, now, call))
+        held = self._calls.get(key)
+        if held is None or held[1].done() or held[0] < self._forgotten.get(key, -math.inf):
+            if len(self._calls) > 10_000:  # drop the old ones now and then
+                self._drop(now)
+            task = asyncio.ensure_future(self._answer(key, now, call))
             # Seen by someone or not, a failure is no stray "exception never retrieved".
             task.add_done_callback(lambda done: done.cancelled() or done.exception())
+            held = self._calls[key] = (now, task)
         if last is not None and now - last[0] <= self.stale_s:
             return last[1]
-        return await asyncio.shield(task)
+        return await asyncio.shield(held[1])
+
+    def forget(self, key: str) -> None:
+        self._last.pop(key, None)
+        self._forgotten[key] = time.monotonic()
 
     async def _answer(self, key: str, asked: float, call: Callable[[], Awaitable[T]]) -> T:
         value = await call()
-        self._last[key] = (asked, value)
+        if asked >= self._forgotten.get(key, -math.inf):
+            self._last[key] = (asked, value)
         return value
 
-    def _forget(self, now: float) -> None:
+    def _drop(self, now: float) -> None:
         self._last = {k: v for k, v in self._last.items() if now - v[0] <= self.stale_s}
-        self._calls = {k: t for k, t in self._calls.items() if not t.done()}
+        self._calls = {k: v for k, v in self._calls.items() if not v[1].done()}
+        self._forgotten = {k: at for k, at in self._forgotten.items() if now - at <= self.stale_s}
 
 
 class Cached(Generic[T]):
@@ -164,9 +175,22 @@ class ApiState:
     hub: EventHub  # one follower per followed session, fanned out to its subscribers
     streams: StreamSlots
     payloads: DatabasePayloads  # the payloads kept out of history, for the Temporal UI's codec
+    answers: Coalesced[Any]  # of polled sessions, wired to the hub: see ``session_answers``
     codex_check: Cached[CodexCheck] = field(default_factory=lambda: Cached(60.0))
-    answers: Coalesced[Any] = field(default_factory=lambda: Coalesced(LIVE_FRESH_S, LIVE_STALE_S))
     frames: Memo[int, str] = field(default_factory=lambda: Memo(4096))  # SSE frames by event id
+
+
+def session_answers(events: EventLog) -> tuple[Coalesced[Any], EventHub]:
+    """The shared answers of polled sessions and the event hub, wired so that an event of a
+    session the API follows (not codex's output lines, which come by the hundred) makes its
+    next answer a new one: a client that saw a session end never reads it running."""
+    answers: Coalesced[Any] = Coalesced(LIVE_FRESH_S, LIVE_STALE_S)
+
+    def changed(event: Event) -> None:
+        if event.kind not in (EventKind.CODEX_EVENT, EventKind.CODEX_STDERR):
+            answers.forget(event.session_id)
+
+    return answers, EventHub(events, on_event=changed)
 
 
 def api_state(connection: HTTPConnection) -> ApiState:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -28,9 +28,15 @@ class EventHub:
     """
 
     def __init__(
-        self, log: EventLog, *, max_lag: int = 10_000, poll_interval: float = 0.05
+        self,
+        log: EventLog,
+        *,
+        max_lag: int = 10_000,
+        poll_interval: float = 0.05,
+        on_event: Callable[[Event], object] | None = None,
     ) -> None:
         self.log = log
+        self.on_event = on_event  # told of each followed event before its subscribers
         self.max_lag = max_lag
         self.poll_interval = poll_interval  # SQLite only; PostgreSQL followers are notified
         self._feeds: dict[str, _Feed] = {}
@@ -99,6 +105,8 @@ class _Feed:
             )
             async with contextlib.aclosing(follow) as events:
                 async for event in events:
+                    if self.hub.on_event is not None:
+                        self.hub.on_event(event)
                     for queue in list(self.subscribers):
                         if queue.qsize() >= self.hub.max_lag:
                             self.subscribers.discard(queue)

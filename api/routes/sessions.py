@@ -247,6 +247,7 @@ async def review_session(body: Review, row: SessionDep, state: StateDep) -> Revi
     """Approve, request changes to, or reject the stage the run waits on (the ``review`` update)."""
     # Temporal is reached only once the body is valid: a bad review is a 422 whatever else holds.
     await send_review(await state.temporal.get(), row, body)
+    state.answers.forget(row.id)  # the reviewer's next read says the run goes on
     return ReviewAccepted(stage=body.stage, decision=body.decision)
 
 
@@ -256,7 +257,7 @@ async def review_session(body: Review, row: SessionDep, state: StateDep) -> Revi
     status_code=status.HTTP_202_ACCEPTED,
     responses={**NOT_FOUND, **CONFLICT, **UNAVAILABLE},
 )
-async def cancel_session(row: SessionDep, client: TemporalDep) -> Cancelling:
+async def cancel_session(row: SessionDep, client: TemporalDep, state: StateDep) -> Cancelling:
     """Ask the run to stop: running codex tasks are stopped and the session ends cancelled."""
     if row.status == SessionStatus.PENDING or row.status in FINISHED:
         raise HTTPException(
@@ -264,6 +265,7 @@ async def cancel_session(row: SessionDep, client: TemporalDep) -> Cancelling:
         )
     with conflict_unless_running(row.id):
         await client.get_workflow_handle(row.workflow_id).cancel()
+    state.answers.forget(row.id)
     return Cancelling(session_id=row.id)
 
 

@@ -66,3 +66,17 @@ async def test_a_failure_reaches_its_waiters_and_the_next_call_is_made_again() -
 @pytest.mark.parametrize("stale_s", [0.0, 0.01])
 async def test_stale_is_never_shorter_than_fresh(stale_s: float) -> None:
     assert Coalesced[int](fresh_s=0.5, stale_s=stale_s).stale_s == 0.5
+
+
+async def test_after_forget_the_next_caller_gets_a_new_answer() -> None:
+    """An event of the session (or a review sent) is news: no answer from before it is given."""
+    answers, call = Coalesced[int](fresh_s=5, stale_s=10), Calls(delay=0.1)
+    assert await answers.get("s1", call) == 1
+    answers.forget("s1")
+    assert await answers.get("s1", call) == 2
+    # A call asked before a forget is neither waited for by later callers nor kept.
+    first = asyncio.ensure_future(answers.get("s2", call))
+    await asyncio.sleep(0.01)
+    answers.forget("s2")
+    assert await answers.get("s2", call) == 4 and await first == 3
+    assert await answers.get("s2", call) == 4
