@@ -100,7 +100,8 @@ class StageWorkflow:
         except BaseException as err:
             cancelled = is_cancelled_exception(err)
             status = StageStatus.CANCELLED if cancelled else StageStatus.FAILED
-            # The agents SDK cancels tool tasks without awaiting them: let codex stop first.
+            # Codex stops first: the agents SDK cancels its tool tasks without awaiting them, and
+            # the tasks started without waiting are ours to cancel.
             self.codex.cancel()
             await workflow.wait_condition(lambda: self.codex.running == 0)
             await self.journal.stage_ended(
