@@ -58,8 +58,9 @@ class Workspace:
 async def commit_all(repo: Repo, message: str, *paths: str) -> tuple[str, str]:
     """Commit everything in the worktree (or only ``paths``) onto HEAD if anything changed:
     (HEAD before, HEAD after), the same commit twice when nothing changed."""
+    add = ("add", "-A", "--", *paths) if paths else ("add", "-A")
     try:
-        await repo.run("add", "-A", "--", *paths) if paths else await repo.run("add", "-A")
+        await repo.run(*add)
     except GitError as err:
         # A tracked file replaced by what git cannot hold (a FIFO, a socket: codex can make
         # them) fails every `add`: such paths are committed as deleted instead.
@@ -67,7 +68,7 @@ async def commit_all(repo: Repo, message: str, *paths: str) -> tuple[str, str]:
             raise
         odd = await asyncio.to_thread(_special_files, repo.work_tree, await _tracked(repo))
         await repo.run("update-index", "--force-remove", "--", *odd)
-        await repo.run("add", "-A", "--", *paths) if paths else await repo.run("add", "-A")
+        await repo.run(*add)
     head, head_tree = (await repo.run("rev-parse", "HEAD", "HEAD^{tree}")).split()
     tree = (await repo.run("write-tree")).strip()
     if tree == head_tree:

@@ -107,6 +107,7 @@ async def follow_batches(
     getter: asyncio.Future[Event] | None = None
     try:
         while True:
+            batch: list[Event] = []
             if queue.empty():
                 getter = asyncio.ensure_future(queue.get())
                 done, _ = await asyncio.wait(
@@ -121,9 +122,7 @@ async def follow_batches(
                         return
                     yield None
                     continue
-                batch = [getter.result()]
-            else:
-                batch = []
+                batch.append(getter.result())
             while not queue.empty() and len(batch) < _BATCH:
                 batch.append(queue.get_nowait())
             for n, event in enumerate(batch):

@@ -94,8 +94,8 @@ class AgentChatWorkflow:
                 self.show_details()
                 if self.turn_task is not None:
                     self.turn_task.cancel()
-                # The agents SDK cancels tool tasks without awaiting them: let codex stop first.
-                self.codex.cancel()
+                # The agents SDK cancels tool tasks without awaiting them (and the turn cancels
+                # those started without waiting): let codex stop first.
                 await workflow.wait_condition(
                     lambda: self.codex.running == 0 and workflow.all_handlers_finished()
                 )

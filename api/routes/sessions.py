@@ -198,14 +198,11 @@ async def get_session(session_id: str, state: StateDep) -> Response:
 
 
 async def _live(state: StateDep, row: RunSession) -> LiveStatus | None:
-    async def query() -> PipelineStatus:
+    try:
         client = await state.temporal.get()
         handle = client.get_workflow_handle(row.workflow_id)
         async with asyncio.timeout(QUERY_TIMEOUT_S):
-            return await handle.query(PIPELINE_STATUS, result_type=PipelineStatus)
-
-    try:
-        status_ = await query()
+            status_ = await handle.query(PIPELINE_STATUS, result_type=PipelineStatus)
     except Exception as err:  # the row alone is still a good answer
         log.info("no live status of %s: %s", row.workflow_id, err)
         return None

@@ -197,22 +197,20 @@ def test_version_login_and_bad_command_lines(workspace: Path) -> None:
 
 
 def test_refuses_a_non_git_workspace_without_the_flag(workspace: Path) -> None:
-    result = subprocess.run(
-        [str(FAKE_CODEX), "exec", "--json", "-C", str(workspace), "hi"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-    )
+    def without_the_flag() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(FAKE_CODEX), "exec", "--json", "-C", str(workspace), "hi"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+        )
+
+    result = without_the_flag()
     assert result.returncode == 1 and "skip-git-repo-check" in result.stderr
 
     # An empty .git directory above it (a developer's stray one) does not make it a repository.
     (workspace.parent / ".git").mkdir(exist_ok=True)
-    again = subprocess.run(
-        [str(FAKE_CODEX), "exec", "--json", "-C", str(workspace), "hi"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-    )
+    again = without_the_flag()
     assert again.returncode == 1 and "skip-git-repo-check" in again.stderr
 
 
